@@ -1,0 +1,54 @@
+"""The one ``arcstream`` command: a subcommand per service and per operation.
+
+Each service package contributes its subcommands through a module with an
+``add_commands(subparsers)`` function (listed in :data:`COMMAND_MODULES`); each
+subcommand sets ``handler``, a function taking the parsed arguments and
+returning the exit code. A :class:`FatalError` anywhere ends the process with
+one line on stderr saying what to fix, and exit code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from services.common.errors import FatalError
+
+#: Modules contributing subcommands, in help order.
+COMMAND_MODULES = (
+    "services.common.commands",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="arcstream",
+        description="Keep ARCs in sync with a research-metadata database, through Kafka.",
+    )
+    parser.add_argument("--config", metavar="FILE", help="YAML settings file (also ARCSTREAM_CONFIG)")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).add_commands(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.config:
+        os.environ["ARCSTREAM_CONFIG"] = args.config
+    try:
+        code: int = args.handler(args)
+    except FatalError as exc:
+        print(f"arcstream {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,337 @@
+"""The one typed configuration model of arcstream.
+
+Every service reads its settings from :class:`Settings`, never from ``os.environ``.
+Sources, highest priority first:
+
+1. keyword arguments (CLI flags are passed this way),
+2. ``ARCSTREAM_*`` environment variables (nested keys with ``__``, e.g.
+   ``ARCSTREAM_KAFKA__BOOTSTRAP_SERVERS``),
+3. the well-known unprefixed variables other tools use: ``DATABASE_URL``,
+   ``KAFKA_BOOTSTRAP_SERVERS``, ``ARC_STORE_URL``,
+4. a YAML file (``--config FILE`` or ``ARCSTREAM_CONFIG``),
+5. the single-machine stack's state file written by ``arcstream dev up``,
+6. defaults.
+
+Upstream (SQL-to-ARC) key names are kept where they exist: ``db_batch_size``,
+``max_concurrent_arc_builds``, ``max_concurrent_tasks``,
+``arc_generation_timeout_minutes``, ``rdi``. Kafka client settings keep the
+Java-client names (snake case, same units). The model is frozen and secrets are
+``SecretStr`` so they never reach logs or topics in clear text.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from services.common.errors import ConfigError
+
+#: Where ``arcstream dev up`` records the servers it started (see services.common.devstack).
+DEFAULT_STATE_DIR = Path(".arcstream")
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(BaseModel):
+    """Kafka client settings shared by every producer, consumer and admin client."""
+
+    model_config = _FROZEN
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    client_id: str = "arcstream"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_plain_username: str | None = None
+    sasl_plain_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    #: Producer: largest request (bytes). ARCs reach several MB; payloads up to 32 MB must pass.
+    max_request_size: int = 64 * 1024 * 1024
+    compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = "gzip"
+    linger_ms: int = 5
+    #: Producer: bound on messages awaiting acknowledgement, keeps memory flat.
+    max_in_flight_sends: int = 500
+    request_timeout_ms: int = 40_000
+    #: Consumer: per-partition and per-fetch byte limits, large enough for one big ARC.
+    max_partition_fetch_bytes: int = 64 * 1024 * 1024
+    fetch_max_bytes: int = 128 * 1024 * 1024
+    session_timeout_ms: int = 30_000
+    heartbeat_interval_ms: int = 3_000
+    max_poll_interval_ms: int = 300_000
+
+
+class TopicSettings(BaseModel):
+    """Topic names (``<prefix>.<name>``), partitions and per-topic limits."""
+
+    model_config = _FROZEN
+
+    prefix: str = "arc"
+    partitions: int = Field(default=6, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    #: ``max.message.bytes`` for the payload and ARC topics (bytes after compression).
+    max_message_bytes: int = 64 * 1024 * 1024
+    report_retention_ms: int = 14 * 24 * 3600 * 1000
+    dlq_retention_ms: int = 30 * 24 * 3600 * 1000
+
+    @property
+    def investigations(self) -> str:
+        return f"{self.prefix}.investigations"
+
+    @property
+    def arcs(self) -> str:
+        return f"{self.prefix}.arcs"
+
+    @property
+    def report(self) -> str:
+        return f"{self.prefix}.report"
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.prefix}.dlq"
+
+    @property
+    def delivered(self) -> str:
+        """Compacted topic holding the last delivered content hash per target and identifier."""
+        return f"{self.prefix}.delivered"
+
+
+class BuilderSettings(BaseModel):
+    """Builder-only settings (the upstream names live at the top level)."""
+
+    model_config = _FROZEN
+
+    group_id: str = "arcstream-builder"
+    engine: Literal["arctrl", "fast"] = "arctrl"
+    #: Worker processes are replaced after this many builds to bound memory.
+    max_builds_per_worker: int = Field(default=200, ge=1)
+
+
+class TlsClientSettings(BaseModel):
+    """mTLS material for the upload target; verification is on by default."""
+
+    model_config = _FROZEN
+
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    ca_bundle: Path | None = None
+    verify: bool = True
+
+
+class UploaderSettings(BaseModel):
+    """Uploader settings: target, retries, timeouts, concurrency."""
+
+    model_config = _FROZEN
+
+    group_id: str = "arcstream-uploader"
+    target_url: str = "http://127.0.0.1:8080"
+    force: bool = False
+    max_concurrent_uploads: int = Field(default=8, ge=1)
+    max_attempts: int = Field(default=8, ge=1)
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 60.0
+    write_timeout_s: float = 60.0
+    pool_timeout_s: float = 30.0
+    tls: TlsClientSettings = TlsClientSettings()
+
+
+class StoreSettings(BaseModel):
+    """The local ARC store (``arcstream store``)."""
+
+    model_config = _FROZEN
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    directory: Path = DEFAULT_STATE_DIR / "store"
+    failure_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    retry_after_s: float = 1.0
+    latency_ms: int = 0
+    max_body_bytes: int = 256 * 1024 * 1024
+
+
+class CdcSettings(BaseModel):
+    """Change data capture: Debezium connector and incremental extraction."""
+
+    model_config = _FROZEN
+
+    topic_prefix: str = "arcdb"
+    group_id: str = "arcstream-cdc-extractor"
+    slot_name: str = "arcstream"
+    publication_name: str = "arcstream"
+    debounce_ms: int = 300
+    offsets_dir: Path = DEFAULT_STATE_DIR / "cdc"
+    #: Per captured table (``schema.table``): how a row finds its investigation(s).
+    #: Either ``{"column": "investigation_ref"}`` or ``{"query": "SELECT ... %(col)s"}``.
+    table_mappings: dict[str, dict[str, str]] = Field(default_factory=dict)
+
+
+class MetricsSettings(BaseModel):
+    """Prometheus ``/metrics`` plus ``/healthz`` and ``/readyz``; port 0 disables."""
+
+    model_config = _FROZEN
+
+    host: str = "127.0.0.1"
+    port: int = 0
+
+
+class Settings(BaseSettings):
+    """All of arcstream's configuration, validated once at start."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ARCSTREAM_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="forbid",
+        hide_input_in_errors=True,
+    )
+
+    database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/postgres")
+    #: Name of the research data infrastructure the ARCs are uploaded for.
+    rdi: str = "arcstream-dev"
+    db_batch_size: int = Field(default=500, ge=1)
+    max_concurrent_arc_builds: int = Field(default_factory=lambda: max(1, (os.cpu_count() or 2) - 1), ge=1)
+    #: In-flight builds before the builder pauses its partitions; 0 means 2 x workers.
+    max_concurrent_tasks: int = Field(default=0, ge=0)
+    arc_generation_timeout_minutes: float = Field(default=30.0, gt=0)
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    state_dir: Path = DEFAULT_STATE_DIR
+
+    kafka: KafkaSettings = KafkaSettings()
+    topics: TopicSettings = TopicSettings()
+    builder: BuilderSettings = BuilderSettings()
+    uploader: UploaderSettings = UploaderSettings()
+    store: StoreSettings = StoreSettings()
+    cdc: CdcSettings = CdcSettings()
+    metrics: MetricsSettings = MetricsSettings()
+
+    @field_validator("rdi")
+    @classmethod
+    def _rdi_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
+    @property
+    def in_flight_limit(self) -> int:
+        """``max_concurrent_tasks``, defaulting to twice the number of build workers."""
+        return self.max_concurrent_tasks or 2 * self.max_concurrent_arc_builds
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            _WellKnownEnvSource(settings_cls),
+            _YamlFileSource(settings_cls),
+            _DevStackStateSource(settings_cls),
+        )
+
+
+class _DictSource(PydanticBaseSettingsSource):
+    """A settings source that produces one nested dict."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def load(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def __call__(self) -> dict[str, Any]:
+        return self.load()
+
+
+def _set_nested(target: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        target = target.setdefault(key, {})
+    target[leaf] = value
+
+
+#: Unprefixed variables that other tools (psql, Kafka CLIs, compose files) already use.
+WELL_KNOWN_ENV = {
+    "DATABASE_URL": "database_url",
+    "KAFKA_BOOTSTRAP_SERVERS": "kafka.bootstrap_servers",
+    "ARC_STORE_URL": "uploader.target_url",
+}
+
+
+class _WellKnownEnvSource(_DictSource):
+    def load(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        for env_name, dotted in WELL_KNOWN_ENV.items():
+            if os.environ.get(env_name):
+                _set_nested(data, dotted, os.environ[env_name])
+        return data
+
+
+def config_file_path() -> Path | None:
+    """The YAML file named by ``ARCSTREAM_CONFIG`` (the CLI's ``--config`` sets it)."""
+    value = os.environ.get("ARCSTREAM_CONFIG")
+    return Path(value) if value else None
+
+
+class _YamlFileSource(_DictSource):
+    def load(self) -> dict[str, Any]:
+        path = config_file_path()
+        if path is None:
+            return {}
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except OSError as exc:
+            raise ConfigError(f"config file {path}: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of settings")
+        return data
+
+
+class _DevStackStateSource(_DictSource):
+    """Servers recorded by ``arcstream dev up``, so services find them without flags."""
+
+    def load(self) -> dict[str, Any]:
+        from services.common.devstack.state import read_state
+
+        state_dir = Path(os.environ.get("ARCSTREAM_STATE_DIR", str(DEFAULT_STATE_DIR)))
+        state = read_state(state_dir)
+        if state is None:
+            return {}
+        data: dict[str, Any] = {}
+        for dotted, value in state.settings().items():
+            _set_nested(data, dotted, value)
+        return data
+
+
+def _describe_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    key = ".".join(str(part) for part in first["loc"]) or "(settings)"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"invalid setting '{key}': {first['msg']}{more}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build and validate the settings; raise :class:`ConfigError` with one line naming the bad key."""
+    clean = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**clean)
+    except ValidationError as exc:
+        raise ConfigError(_describe_error(exc)) from exc

@@ -1,0 +1,75 @@
+"""Where the single-machine stack's servers are, recorded so services find them without flags."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+STATE_FILE = "stack.json"
+
+
+class ServerRecord(BaseModel):
+    """One server process of the stack."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str
+    pid: int | None = None
+    data_dir: str | None = None
+    log_file: str | None = None
+
+
+class StackState(BaseModel):
+    """The servers ``arcstream dev up`` started (or found configured)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    postgres: ServerRecord | None = None
+    broker: ServerRecord | None = None
+    store: ServerRecord | None = None
+
+    def settings(self) -> dict[str, str]:
+        """Dotted setting names -> values, for the config model's state-file source."""
+        values: dict[str, str] = {}
+        if self.postgres:
+            values["database_url"] = self.postgres.url
+        if self.broker:
+            values["kafka.bootstrap_servers"] = self.broker.url
+        if self.store:
+            values["uploader.target_url"] = self.store.url
+        return values
+
+    def env(self) -> dict[str, str]:
+        """The same settings as the environment variables other tools read."""
+        values: dict[str, str] = {}
+        if self.postgres:
+            values["DATABASE_URL"] = self.postgres.url
+        if self.broker:
+            values["KAFKA_BOOTSTRAP_SERVERS"] = self.broker.url
+        if self.store:
+            values["ARC_STORE_URL"] = self.store.url
+        return values
+
+
+def read_state(state_dir: Path) -> StackState | None:
+    """The recorded stack, or ``None`` when ``dev up`` has not run here."""
+    path = state_dir / STATE_FILE
+    if not path.is_file():
+        return None
+    return StackState.model_validate(json.loads(path.read_text(encoding="utf-8")))
+
+
+def write_state(state_dir: Path, state: StackState) -> Path:
+    """Record the stack atomically."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir / STATE_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(state.model_dump_json(indent=2, exclude_none=True), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def clear_state(state_dir: Path) -> None:
+    (state_dir / STATE_FILE).unlink(missing_ok=True)

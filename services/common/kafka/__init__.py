@@ -1,0 +1,1 @@
+"""Kafka plumbing: client factories, topic management, offset tracking."""

@@ -1,0 +1,93 @@
+"""Factories for aiokafka producers, consumers and admin clients built from :class:`KafkaSettings`.
+
+One place maps the security settings (TLS, SASL) and the size limits onto
+every client, and maps "cannot reach the broker" to :class:`BrokerUnavailableError`.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.helpers import create_ssl_context
+
+from services.common.config import KafkaSettings
+from services.common.errors import BrokerUnavailableError
+
+
+def _ssl_context(kafka: KafkaSettings) -> ssl.SSLContext | None:
+    if kafka.security_protocol not in ("SSL", "SASL_SSL"):
+        return None
+    return create_ssl_context(
+        cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None,
+        certfile=str(kafka.ssl_certfile) if kafka.ssl_certfile else None,
+        keyfile=str(kafka.ssl_keyfile) if kafka.ssl_keyfile else None,
+    )
+
+
+def common_options(kafka: KafkaSettings) -> dict[str, Any]:
+    """Connection and security options every client takes."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": kafka.bootstrap_servers,
+        "client_id": kafka.client_id,
+        "security_protocol": kafka.security_protocol,
+        "ssl_context": _ssl_context(kafka),
+        "request_timeout_ms": kafka.request_timeout_ms,
+    }
+    if kafka.sasl_mechanism:
+        options["sasl_mechanism"] = kafka.sasl_mechanism
+        options["sasl_plain_username"] = kafka.sasl_plain_username
+        options["sasl_plain_password"] = (
+            kafka.sasl_plain_password.get_secret_value() if kafka.sasl_plain_password else None
+        )
+    return options
+
+
+def make_producer(kafka: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
+    """A producer sized for multi-MB ARCs; ``acks=all``, no idempotence (the dev broker lacks it)."""
+    options = common_options(kafka) | {
+        "acks": "all",
+        "enable_idempotence": False,
+        "compression_type": kafka.compression_type,
+        "max_request_size": kafka.max_request_size,
+        "linger_ms": kafka.linger_ms,
+    }
+    return AIOKafkaProducer(**(options | overrides))
+
+
+def make_consumer(
+    kafka: KafkaSettings, topics: Sequence[str], group_id: str | None, **overrides: Any
+) -> AIOKafkaConsumer:
+    """A consumer with manual commits, reading from the earliest offset when the group is new."""
+    options = common_options(kafka) | {
+        "group_id": group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "max_partition_fetch_bytes": kafka.max_partition_fetch_bytes,
+        "fetch_max_bytes": kafka.fetch_max_bytes,
+        "session_timeout_ms": kafka.session_timeout_ms,
+        "heartbeat_interval_ms": kafka.heartbeat_interval_ms,
+        "max_poll_interval_ms": kafka.max_poll_interval_ms,
+    }
+    return AIOKafkaConsumer(*topics, **(options | overrides))
+
+
+def make_admin(kafka: KafkaSettings) -> AIOKafkaAdminClient:
+    """An admin client (topic management, consumer-group offsets)."""
+    options = common_options(kafka)
+    return AIOKafkaAdminClient(**options)
+
+
+async def start_client(client: AIOKafkaProducer | AIOKafkaConsumer | AIOKafkaAdminClient, kafka: KafkaSettings) -> None:
+    """Start a client; an unreachable broker becomes one clear :class:`BrokerUnavailableError`."""
+    try:
+        await client.start()
+    except (KafkaConnectionError, KafkaError, OSError) as exc:
+        raise BrokerUnavailableError(
+            f"cannot reach Kafka at {kafka.bootstrap_servers} ({type(exc).__name__}): "
+            "start it (arcstream dev up) or set KAFKA_BOOTSTRAP_SERVERS"
+        ) from exc

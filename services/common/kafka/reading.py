@@ -1,0 +1,47 @@
+"""Read a whole topic, from the beginning to its current end, without a consumer group.
+
+Used where a service rebuilds state from a topic (the uploader's delivered
+hashes, the run report) and by tests that inspect what a stage produced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiokafka import ConsumerRecord, TopicPartition
+
+from services.common.config import KafkaSettings
+from services.common.kafka.clients import make_consumer, start_client
+
+
+async def iter_topic(kafka: KafkaSettings, topic: str) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
+    """Every record now in ``topic``, partition by partition in offset order, then stop."""
+    consumer = make_consumer(kafka, [], group_id=None)
+    await start_client(consumer, kafka)
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            await consumer.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps:
+            return
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        remaining = {tp for tp in tps if ends[tp] > await consumer.position(tp)}
+        while remaining:
+            batches = await consumer.getmany(*remaining, timeout_ms=1000)
+            for tp, records in batches.items():
+                for record in records:
+                    if record.offset < ends[tp]:
+                        yield record
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+    finally:
+        await consumer.stop()
+
+
+async def read_topic(kafka: KafkaSettings, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
+    """All records now in ``topic`` (see :func:`iter_topic`)."""
+    return [record async for record in iter_topic(kafka, topic)]

@@ -1,0 +1,57 @@
+"""Outcome records: what travels on ``arc.report``, one per identifier, stage and version.
+
+``schemas/report.schema.json`` is generated from :class:`OutcomeRecord`; a test
+checks both agree.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Stage = Literal["extract", "build", "upload"]
+Status = Literal[
+    # extract
+    "published",
+    # build
+    "built",
+    "superseded",
+    # upload
+    "created",
+    "updated",
+    "unchanged",
+    "deleted",
+    "skipped",
+    # any stage
+    "failed",
+]
+
+
+def utc_now_iso() -> str:
+    """Current UTC time as ISO 8601 with milliseconds and ``Z``."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class OutcomeRecord(BaseModel):
+    """The outcome of one stage for one identifier (one version of it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    identifier: str
+    stage: Stage
+    status: Status
+    run_id: str | None = None
+    arc_id: str | None = None
+    content_hash: str | None = None
+    attempts: int = Field(default=1, ge=0)
+    http_status: int | None = None
+    error_class: str | None = None
+    error_message: str | None = None
+    duration_ms: float | None = None
+    #: Source commit (or extraction) time to acceptance by this stage, in milliseconds.
+    latency_ms: float | None = None
+    #: Build engine that produced the ARC, and whether it fell back to arctrl.
+    engine: str | None = None
+    at: str = Field(default_factory=utc_now_iso)
