@@ -182,7 +182,9 @@ class MetricsSettings(BaseModel):
     model_config = _FROZEN
 
     host: str = "127.0.0.1"
-    port: int = 0
+    port: int = Field(default=0, ge=0, le=65535)
+    #: Bind a free port chosen by the OS instead of ``port`` (logged and reported by the server).
+    ephemeral_port: bool = False
 
 
 class Settings(BaseSettings):
