@@ -1,0 +1,12 @@
+"""The reference engine: arctrl builds the ARC and writes its RO-Crate."""
+
+from __future__ import annotations
+
+from services.builder.mapping import build_arc
+from services.builder.rocrate import to_rocrate_json
+from services.common.payload import InvestigationPayload
+
+
+def build_arc_json(payload: InvestigationPayload) -> str:
+    """Deterministic RO-Crate JSON-LD for one payload."""
+    return to_rocrate_json(build_arc(payload), payload)
