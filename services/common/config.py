@@ -114,6 +114,10 @@ class BuilderSettings(BaseModel):
     engine: Literal["arctrl", "fast"] = "arctrl"
     #: Worker processes are replaced after this many builds to bound memory.
     max_builds_per_worker: int = Field(default=200, ge=1)
+    #: On SIGTERM, in-flight builds get this long to finish before they are abandoned (re-read later).
+    shutdown_grace_s: float = Field(default=10.0, ge=0)
+    #: Offsets are committed at most this often (and always on revocation and shutdown).
+    commit_interval_ms: int = Field(default=500, ge=0)
 
 
 class TlsClientSettings(BaseModel):
