@@ -20,6 +20,7 @@ from services.common.errors import FatalError
 #: Modules contributing subcommands, in help order.
 COMMAND_MODULES = (
     "services.common.commands",
+    "services.extractor.cdc_commands",
 )
 
 

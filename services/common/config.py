@@ -178,6 +178,16 @@ class CdcSettings(BaseModel):
     #: Per captured table (``schema.table``): how a row finds its investigation(s).
     #: Either ``{"column": "investigation_ref"}`` or ``{"query": "SELECT ... %(col)s"}``.
     table_mappings: dict[str, dict[str, str]] = Field(default_factory=dict)
+    #: Debezium ``snapshot.mode``: ``no_data`` when the snapshot extractor does the first load.
+    snapshot_mode: Literal["no_data", "initial", "when_needed"] = "no_data"
+    #: Debezium heartbeats keep the replication slot advancing while captured tables are quiet.
+    heartbeat_interval_ms: int = Field(default=10_000, ge=0)
+    #: How often the embedded connector's offsets are flushed to ``offsets_dir`` (bounds re-delivery).
+    offset_flush_interval_ms: int = Field(default=1_000, ge=100)
+    #: A transaction whose END (or some of whose events) has not arrived after this long is flushed anyway.
+    transaction_timeout_ms: int = Field(default=5_000, ge=0)
+    #: Extra JVM options for the embedded connector (heap size etc.).
+    java_options: list[str] = Field(default_factory=lambda: ["-Xms64m", "-Xmx512m"])
 
 
 class MetricsSettings(BaseModel):

@@ -1,0 +1,70 @@
+"""``arcstream cdc capture``: run the embedded connector until asked to stop.
+
+The captured tables are the publication's (``arcstream cdc setup`` decides
+them), so capture and setup cannot disagree. Topics for those tables and the
+transaction topic are created up front, so a consumer subscribed by pattern
+sees them before the first change arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from services.common.config import Settings
+from services.common.errors import SourceContractError
+from services.common.source.schema import connect
+from services.extractor.capture.engine import CaptureEngine, CaptureFailedError
+from services.extractor.capture.properties import connector_properties, offsets_file
+from services.extractor.capture.setup import publication_tables
+from services.extractor.capture.sink import TopicSink, change_topic, transaction_topic
+
+log = logging.getLogger(__name__)
+
+
+async def captured_tables(settings: Settings) -> list[str]:
+    """``schema.table`` of the tables in the configured publication; fail if there are none."""
+    conn = await connect(settings.database_url.get_secret_value(), autocommit=True)
+    try:
+        tables = await publication_tables(conn, settings.cdc.publication_name)
+    finally:
+        await conn.close()
+    if not tables:
+        raise SourceContractError(
+            f"publication {settings.cdc.publication_name!r} is missing or empty: "
+            "run 'arcstream cdc setup' first"
+        )
+    return tables
+
+
+async def run_capture(settings: Settings, stop: asyncio.Event) -> int:
+    """Capture until ``stop`` is set; return how many records were published.
+
+    The JVM must already be running (:func:`services.extractor.capture.jvm.start_jvm`).
+    """
+    tables = await captured_tables(settings)
+    offsets = offsets_file(settings)
+    await asyncio.to_thread(offsets.parent.mkdir, parents=True, exist_ok=True)
+    sink = TopicSink(settings)
+    await sink.start()
+    try:
+        await sink.ensure_topics([transaction_topic(settings), *(change_topic(settings, t) for t in tables)])
+        engine = CaptureEngine(connector_properties(settings, tables), sink.publish)
+        log.info(
+            "capturing %s from slot %s (offsets in %s)", ", ".join(tables), settings.cdc.slot_name, offsets
+        )
+        running = asyncio.create_task(engine.run())
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not running.done():
+                await engine.stop()
+            await running
+        finally:
+            stopping.cancel()
+        if not stop.is_set():
+            raise CaptureFailedError("the connector stopped on its own; see the log above")
+        log.info("capture stopped after %d records", sink.published)
+        return sink.published
+    finally:
+        await sink.stop()

@@ -1,0 +1,95 @@
+"""``arcstream cdc setup|capture`` and ``arcstream extract cdc``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from typing import Any
+
+from services.common.config import Settings, load_settings
+from services.common.logs import configure_logging
+from services.common.source.schema import connect
+
+
+def add_commands(subparsers: Any) -> None:
+    cdc = subparsers.add_parser("cdc", help="change data capture (Debezium PostgreSQL connector)")
+    cdc_sub = cdc.add_subparsers(dest="cdc_command", required=True, metavar="ACTION")
+    cdc_sub.add_parser(
+        "setup", help="publication, REPLICA IDENTITY FULL, wal_level check (idempotent)"
+    ).set_defaults(handler=_setup)
+    capture = cdc_sub.add_parser("capture", help="run the Debezium connector embedded, publishing to Kafka")
+    capture.add_argument("--slot", help="replication slot name (cdc.slot_name)")
+    capture.add_argument("--topic-prefix", help="change topic prefix (cdc.topic_prefix)")
+    capture.set_defaults(handler=_capture)
+
+    extract_sub = _subcommands_of(subparsers, "extract", "extract investigations from the database to Kafka")
+    extract_cdc = extract_sub.add_parser(
+        "cdc", help="incremental extraction: change topics -> whole payloads of touched investigations"
+    )
+    extract_cdc.add_argument("--group-id", help="consumer group (cdc.group_id)")
+    extract_cdc.add_argument("--topic-prefix", help="change topic prefix (cdc.topic_prefix)")
+    extract_cdc.set_defaults(handler=_extract_cdc)
+
+
+def _subcommands_of(subparsers: Any, name: str, help_text: str) -> Any:
+    """The sub-subcommand group ``name`` (another module may have created it already)."""
+    parser = subparsers.choices.get(name)
+    if parser is None:
+        parser = subparsers.add_parser(name, help=help_text)
+        return parser.add_subparsers(dest=f"{name}_command", required=True, metavar="MODE")
+    # argparse has no public accessor for a parser's subcommand group.
+    return next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+
+
+def _cdc_settings(args: argparse.Namespace, **cdc: Any) -> Settings:
+    overrides = {key: value for key, value in cdc.items() if value is not None}
+    settings = load_settings()
+    if overrides:
+        settings = load_settings(cdc=settings.cdc.model_dump() | overrides)
+    configure_logging(settings.log_level, settings.log_format)
+    return settings
+
+
+def _setup(args: argparse.Namespace) -> int:
+    from services.extractor.capture.setup import setup_cdc
+
+    settings = _cdc_settings(args)
+
+    async def run() -> list[str]:
+        conn = await connect(settings.database_url.get_secret_value(), autocommit=True)
+        try:
+            return await setup_cdc(conn, settings)
+        finally:
+            await conn.close()
+
+    for line in asyncio.run(run()):
+        print(line)
+    return 0
+
+
+async def _until_signalled(work: Any, stop: asyncio.Event) -> Any:
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    return await work
+
+
+def _capture(args: argparse.Namespace) -> int:
+    from services.extractor.capture.jvm import start_jvm
+    from services.extractor.capture.runner import run_capture
+
+    settings = _cdc_settings(args, slot_name=args.slot, topic_prefix=args.topic_prefix)
+    start_jvm(settings.log_level, settings.cdc.java_options)
+    stop = asyncio.Event()
+    asyncio.run(_until_signalled(run_capture(settings, stop), stop))
+    return 0
+
+
+def _extract_cdc(args: argparse.Namespace) -> int:
+    from services.extractor.cdc import run_cdc_extractor
+
+    settings = _cdc_settings(args, group_id=args.group_id, topic_prefix=args.topic_prefix)
+    stop = asyncio.Event()
+    asyncio.run(_until_signalled(run_cdc_extractor(settings, stop), stop))
+    return 0
