@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "services.common.commands",
     "services.extractor.cdc_commands",
 )
+    "services.builder.commands",
 
 
 def build_parser() -> argparse.ArgumentParser:
