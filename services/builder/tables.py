@@ -4,8 +4,9 @@ Headers: characteristic / factor / parameter / component carry an ontology
 annotation (the term names the header, the URI is its accession); comment uses
 ``column_value`` as its name; input / output use the io type (``source_name``,
 ``sample_name``, ``material_name``, ``data``; none given means Source Name for
-an input and Sample Name for an output, as upstream); date and performer are
-plain. Cells of term columns become terms (an annotation whose term equals the
+an input and Sample Name for an output, as upstream); performer is plain; date
+becomes the comment column :data:`DATE_COMMENT` because arctrl's RO-Crate
+writer silently drops Date columns. Cells of term columns become terms (an annotation whose term equals the
 value, or a bare value as a free-text term) or unitized values (a value plus a
 different annotation, the unit); data columns get data cells; everything else
 free text. Whatever arctrl would refuse or silently merge raises
@@ -38,6 +39,8 @@ _IO_TYPES: dict[str, Callable[[], IOType]] = {
 #: RO-Crate ``@id`` prefix arctrl gives the node of an input/output name, per io type.
 _NODE_KIND = {"source_name": "Source", "sample_name": "Sample", "material_name": "Material"}
 _DEFAULT_IO = {"input": "source_name", "output": "sample_name"}
+#: arctrl 3.2.3's RO-Crate writer drops ``Date`` columns, so dates travel as a comment column of this name.
+DATE_COMMENT = "arcstream:date"
 
 
 @dataclass
@@ -101,7 +104,7 @@ def _header(column: Column, label: str) -> tuple[CompositeHeader, str | None]:
         header = CompositeHeader.input(io) if kind == "input" else CompositeHeader.output(io)
         return header, io_type
     if kind == "date":
-        return CompositeHeader.date(), None
+        return CompositeHeader.comment(DATE_COMMENT), None
     return CompositeHeader.performer(), None
 
 

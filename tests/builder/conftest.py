@@ -1,0 +1,159 @@
+"""Tiny payloads built with the payload models; one rich payload covers every relation and column type."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.common.payload import (
+    AnnotationTable,
+    Assay,
+    Cell,
+    Column,
+    Contact,
+    InvestigationPayload,
+    OntologyAnnotation,
+    Publication,
+    Study,
+)
+
+OBI_URI = "http://purl.obolibrary.org/obo/OBI_0000070"
+
+
+def oa(term: str, uri: str | None = None, version: str | None = None) -> OntologyAnnotation:
+    return OntologyAnnotation(term=term, uri=uri, version=version)
+
+
+def cells(*values: str | None) -> list[Cell]:
+    return [Cell(row_index=i, value=v) for i, v in enumerate(values) if v is not None]
+
+
+def minimal_payload(identifier: str = "inv-1", **fields: Any) -> InvestigationPayload:
+    """The smallest buildable payload (an investigation needs a title)."""
+    return InvestigationPayload(
+        identifier=identifier, title=fields.pop("title", f"Investigation {identifier}"), **fields
+    )
+
+
+def rich_payload(identifier: str = "inv-rich") -> InvestigationPayload:
+    """Every relation, every column type and io type, and the accepted quirks (encoded ids, no first name)."""
+    study_table = AnnotationTable(
+        target_type="study",
+        target_ref="soil/2021.a",
+        table_name="sampling",
+        columns=[
+            Column(column_type="input", column_io_type="source_name", cells=cells("plot 1", "plot 2")),
+            Column(
+                column_type="characteristic",
+                annotation=oa("organism", "http://purl.obolibrary.org/obo/OBI_0100026", "2024-01"),
+                cells=[
+                    Cell(
+                        row_index=0,
+                        value="Zea mays",
+                        annotation=oa("Zea mays", "http://purl.obolibrary.org/obo/NCBITaxon_4577"),
+                    ),
+                    Cell(row_index=1, value="Triticum"),
+                ],
+            ),
+            Column(
+                column_type="parameter",
+                column_value="depth",
+                cells=[
+                    Cell(
+                        row_index=0,
+                        value="10",
+                        annotation=oa("centimeter", "http://purl.obolibrary.org/obo/UO_0000015"),
+                    ),
+                    Cell(
+                        row_index=1,
+                        value="20",
+                        annotation=oa("centimeter", "http://purl.obolibrary.org/obo/UO_0000015"),
+                    ),
+                ],
+            ),
+            Column(column_type="factor", column_value="treatment", cells=cells("control", "drought")),
+            Column(column_type="component", column_value="auger", cells=cells("steel auger", "steel auger")),
+            Column(column_type="comment", column_value="weather", cells=cells("sunny", "rain")),
+            Column(column_type="date", cells=cells("2021-05-01", "2021-05-02")),
+            Column(column_type="performer", cells=cells("J. Doe", "J. Doe")),
+            Column(column_type="output", column_io_type="sample_name", cells=cells("sample 1", "sample 2")),
+        ],
+    )
+    assay_table = AnnotationTable(
+        target_type="assay",
+        target_ref="seq.1",
+        table_name="extraction",
+        columns=[
+            Column(column_type="input", column_io_type="sample_name", cells=cells("sample 1", "sample 2")),
+            Column(column_type="output", column_io_type="material_name", cells=cells("dna 1", "dna 2")),
+        ],
+    )
+    data_table = AnnotationTable(
+        target_type="assay",
+        target_ref="seq.1",
+        table_name="sequencing",
+        columns=[
+            Column(column_type="input", column_io_type="material_name", cells=cells("dna 1", "dna 2")),
+            Column(
+                column_type="output", column_io_type="data", cells=cells("reads_1.fastq", "reads_2.fastq")
+            ),
+        ],
+    )
+    return InvestigationPayload(
+        identifier=identifier,
+        title="Soil biodiversity",
+        description_text="A rich test investigation",
+        submission_date="2021-01-15",
+        public_release_date="2022-06-30",
+        studies=[
+            Study(
+                identifier="soil/2021.a",
+                title="Sampling",
+                description_text="Plots",
+                submission_date="2021-02-01",
+                public_release_date="2022-01-01",
+            ),
+            Study(identifier="greenhouse", title="Greenhouse"),
+        ],
+        assays=[
+            Assay(
+                identifier="seq.1",
+                study_refs=["soil/2021.a", "greenhouse"],
+                title="Sequencing",
+                description_text="Amplicon sequencing",
+                measurement_type=oa("metagenome", OBI_URI, "2024-01"),
+                technology_type=oa("nucleotide sequencing", "http://purl.obolibrary.org/obo/OBI_0000626"),
+                technology_platform="Illumina MiSeq",
+            ),
+            Assay(identifier="chem", study_refs=["greenhouse"], title="Chemistry"),
+        ],
+        contacts=[
+            Contact(
+                target_type="investigation",
+                first_name="Ada",
+                last_name="Lovelace",
+                mid_initials="A",
+                email="ada@example.org",
+                phone="+49 1",
+                fax="+49 2",
+                postal_address="Street 1",
+                affiliation="Institute",
+                roles=[oa("principal investigator", "http://purl.obolibrary.org/obo/MS_1002332")],
+            ),
+            Contact(
+                target_type="study", target_ref="soil/2021.a", last_name="Curie", email="curie@example.org"
+            ),
+            Contact(target_type="assay", target_ref="seq.1", first_name="Jane", last_name="Roe"),
+        ],
+        publications=[
+            Publication(
+                target_type="investigation",
+                doi="10.1000/xyz",
+                pubmed_id="123456",
+                authors="Lovelace A, Curie M",
+                title="Soil results",
+                status=oa("published", "http://www.ebi.ac.uk/efo/EFO_0001796"),
+            ),
+            Publication(target_type="study", target_ref="greenhouse", title="Greenhouse notes"),
+        ],
+        annotation_tables=[study_table, assay_table, data_table],
+    )
