@@ -147,7 +147,17 @@ class UploaderSettings(BaseModel):
     read_timeout_s: float = 60.0
     write_timeout_s: float = 60.0
     pool_timeout_s: float = 30.0
+    #: A ``Retry-After`` longer than this is not waited for: the ARC fails (and goes to the DLQ).
+    retry_after_max_s: float = 300.0
+    #: Send ``DELETE /v3/arcs/{id}`` for tombstones (the local store has it; the v3 API answers 404/405).
+    delete_arcs: bool = True
+    #: Messages taken in but not finished before the uploader pauses its partitions.
+    max_in_flight: int = Field(default=64, ge=1)
+    commit_interval_s: float = Field(default=1.0, gt=0)
     tls: TlsClientSettings = TlsClientSettings()
+    #: The live status view (``arcstream status``): faust app over the report topic.
+    status_host: str = "127.0.0.1"
+    status_port: int = 6066
 
 
 class StoreSettings(BaseModel):
@@ -160,8 +170,12 @@ class StoreSettings(BaseModel):
     directory: Path = DEFAULT_STATE_DIR / "store"
     failure_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     retry_after_s: float = 1.0
+    #: ``Retry-After`` as delta seconds or as an HTTP date (both forms are legal; clients must read both).
+    retry_after_format: Literal["seconds", "http-date"] = "seconds"
     latency_ms: int = 0
     max_body_bytes: int = 256 * 1024 * 1024
+    #: Seed for the injected failures, so a demo or benchmark run is repeatable.
+    failure_seed: int | None = None
 
 
 class CdcSettings(BaseModel):

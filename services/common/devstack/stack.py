@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from services.common.devstack.broker import start_broker, stop_broker
@@ -25,13 +26,16 @@ def _external(env_name: str) -> ServerRecord | None:
     return ServerRecord(url=value) if value else None
 
 
-def start_store(data_dir: Path, port: int | None = None) -> ServerRecord:
-    """Start the local ARC store (``arcstream store``) as a detached process."""
+def start_store(data_dir: Path, port: int | None = None, extra_args: Sequence[str] = ()) -> ServerRecord:
+    """Start the local ARC store (``arcstream store``) as a detached process.
+
+    ``extra_args`` are more ``arcstream store`` flags (fault injection in tests and benchmarks).
+    """
     port = port or free_port()
     log_file = data_dir.resolve() / "store.log"
     store_dir = data_dir.resolve() / "store"
     pid = spawn_detached(
-        [sys.executable, "-m", "services.cli", "store", "--dir", str(store_dir), "--port", str(port)],
+        [sys.executable, "-m", "services.cli", "store", "--dir", str(store_dir), "--port", str(port), *extra_args],
         log_file,
     )
     wait_for_port("127.0.0.1", port, timeout=60, what="ARC store")

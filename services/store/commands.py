@@ -1,0 +1,56 @@
+"""``arcstream store``: run the local ARC store (FAIRagro v3 subset) over a directory."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from pathlib import Path
+from typing import Any
+
+from services.common.config import StoreSettings, load_settings
+from services.common.logs import configure_logging
+from services.store.app import serve
+
+
+def add_commands(subparsers: Any) -> None:
+    p = subparsers.add_parser("store", help="run the local ARC store (FAIRagro v3 API subset) over a directory")
+    p.add_argument("--dir", type=Path, help="directory holding the ARC files (settings.store.directory)")
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port to listen on (default 8080)")
+    p.add_argument("--failure-rate", type=float, help="share of write requests answered 503 (0..1)")
+    p.add_argument("--retry-after", type=float, help="seconds named in Retry-After of injected 503s")
+    p.add_argument("--retry-after-format", choices=["seconds", "http-date"], help="form of Retry-After")
+    p.add_argument("--latency-ms", type=int, help="latency added to every API request")
+    p.add_argument("--max-body-bytes", type=int, help="larger request bodies are answered 413")
+    p.add_argument("--seed", type=int, help="seed for the injected failures")
+    p.set_defaults(handler=_store)
+
+
+def _store(args: argparse.Namespace) -> int:
+    overrides = {
+        "directory": args.dir,
+        "host": args.host,
+        "port": args.port,
+        "failure_rate": args.failure_rate,
+        "retry_after_s": args.retry_after,
+        "retry_after_format": args.retry_after_format,
+        "latency_ms": args.latency_ms,
+        "max_body_bytes": args.max_body_bytes,
+        "failure_seed": args.seed,
+    }
+    base = load_settings()
+    settings = load_settings(
+        store=base.store.model_dump() | {key: value for key, value in overrides.items() if value is not None}
+    )
+    configure_logging(settings.log_level, settings.log_format)
+    asyncio.run(_run(settings.store))
+    return 0
+
+
+async def _run(store_settings: StoreSettings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await serve(store_settings, stop)
