@@ -21,8 +21,9 @@ from services.common.errors import FatalError
 COMMAND_MODULES = (
     "services.common.commands",
     "services.extractor.cdc_commands",
-)
     "services.builder.commands",
+    "services.ops.commands",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

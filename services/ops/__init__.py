@@ -1,0 +1,1 @@
+"""Operator tools: replay a consumer group's offsets, republish dead-lettered records."""

@@ -1,0 +1,134 @@
+"""Operator subcommands: ``arcstream replay`` and ``arcstream replay-dlq``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from services.common.config import load_settings
+from services.common.logs import configure_logging
+from services.ops.dlq import DEFAULT_GROUP, DlqItem, replay_dlq
+from services.ops.replay import PartitionReset, parse_target, replay
+
+
+def add_commands(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "replay",
+        help="reset a consumer group's committed offsets so its stage re-reads a topic",
+        description="Move a stopped consumer group's offsets; prints before/after per partition. "
+        "Refuses while the group has members.",
+    )
+    p.add_argument("--group", required=True, help="consumer group, e.g. arcstream-builder")
+    p.add_argument(
+        "--to",
+        required=True,
+        metavar="earliest|latest|ISO-TIME|FILE.json",
+        help='where to: earliest, latest, a time (2026-11-22T08:00:00Z), or {"topic": {"partition": offset}}',
+    )
+    p.add_argument(
+        "--topic",
+        action="append",
+        help="topic to reset (repeatable; default: every topic the group has committed offsets on)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
+    p.add_argument("--json", action="store_true", help="print JSON (the offsets-file shape under 'after')")
+    p.set_defaults(handler=_replay)
+
+    d = subparsers.add_parser(
+        "replay-dlq",
+        help="republish dead-lettered records to their origin topic after a fix",
+        description="Republish arc.dlq records not handled by an earlier run; records whose key was "
+        "written to the origin topic again since are skipped as superseded.",
+    )
+    d.add_argument("--to-topic", help="republish everything to this topic instead of each record's origin")
+    d.add_argument(
+        "--group", default=DEFAULT_GROUP, help=f"progress-tracking group (default {DEFAULT_GROUP})"
+    )
+    d.add_argument("--dry-run", action="store_true", help="print what would be republished, send nothing")
+    d.add_argument("--json", action="store_true", help="print one JSON object per record")
+    d.set_defaults(handler=_replay_dlq)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    target = parse_target(args.to)
+    resets = asyncio.run(replay(settings, args.group, target, args.topic, dry_run=args.dry_run))
+    if args.json:
+        print(json.dumps(resets_json(resets), indent=2))
+    else:
+        print("\n".join(format_resets(resets, dry_run=args.dry_run)))
+    return 0
+
+
+def format_resets(resets: Sequence[PartitionReset], *, dry_run: bool = False) -> list[str]:
+    """A table: topic, partition, before, after, end, and how many messages will be re-read."""
+    rows = [("topic", "partition", "before", "after", "end", "to re-read")]
+    rows += [
+        (
+            r.topic,
+            str(r.partition),
+            "-" if r.before is None else str(r.before),
+            str(r.after),
+            str(r.end),
+            str(max(0, r.end - r.after)),
+        )
+        for r in resets
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+    if dry_run:
+        lines.append("dry run: nothing changed")
+    return lines
+
+
+def resets_json(resets: Sequence[PartitionReset]) -> dict[str, dict[str, dict[str, int | None]]]:
+    """``{"before": {topic: {partition: offset}}, "after": {...}}``; ``after`` is a valid offsets file."""
+    out: dict[str, dict[str, dict[str, int | None]]] = {"before": {}, "after": {}}
+    for r in resets:
+        out["before"].setdefault(r.topic, {})[str(r.partition)] = r.before
+        out["after"].setdefault(r.topic, {})[str(r.partition)] = r.after
+    return out
+
+
+def _replay_dlq(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    items = asyncio.run(replay_dlq(settings, to_topic=args.to_topic, group=args.group, dry_run=args.dry_run))
+    if args.json:
+        for item in items:
+            print(json.dumps(_item_json(item)))
+    else:
+        for item in items:
+            origin = (
+                f"{item.origin.topic}/{item.origin.partition}/{item.origin_offset}" if item.origin else "-"
+            )
+            where = f" -> {item.to_topic}" if item.to_topic else ""
+            print(f"{item.action:<11}  {item.key}  origin {origin}  error {item.error_class or '-'}{where}")
+        counts = Counter(item.action for item in items)
+        summary = (
+            f"{len(items)} DLQ record(s): {counts['republished']} republished, "
+            f"{counts['superseded']} superseded, {counts['no-origin']} without origin (use --to-topic)"
+        )
+        print(summary + (" (dry run: nothing sent)" if args.dry_run else ""))
+    return 0
+
+
+def _item_json(item: DlqItem) -> dict[str, Any]:
+    return {
+        "dlq_partition": item.dlq_partition,
+        "dlq_offset": item.dlq_offset,
+        "key": item.key,
+        "error_class": item.error_class,
+        "origin_topic": item.origin.topic if item.origin else None,
+        "origin_partition": item.origin.partition if item.origin else None,
+        "origin_offset": item.origin_offset,
+        "action": item.action,
+        "to_topic": item.to_topic,
+    }
