@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
+import orjson
+
+from services.builder.engines import register_engine
+from services.builder.service import BuilderService
+from services.common.config import Settings
+from services.common.kafka.clients import make_producer, start_client
+from services.common.kafka.reading import read_topic
+from services.common.kafka.topics import ensure_topics
 from services.common.payload import (
     AnnotationTable,
     Assay,
@@ -15,6 +26,9 @@ from services.common.payload import (
     Publication,
     Study,
 )
+from services.common.records import RunMarker
+
+from . import fakes
 
 OBI_URI = "http://purl.obolibrary.org/obo/OBI_0000070"
 
@@ -157,3 +171,76 @@ def rich_payload(identifier: str = "inv-rich") -> InvestigationPayload:
         ],
         annotation_tables=[study_table, assay_table, data_table],
     )
+
+
+# -- Kafka helpers for service tests ---------------------------------------------------------------
+
+Message = tuple[bytes | None, bytes | None, list[tuple[str, bytes]], int | None]
+
+
+def payload_message(
+    payload: InvestigationPayload, partition: int | None = None, run_id: str | None = None
+) -> Message:
+    """(key, value, headers, partition) of a payload as the extractor publishes it."""
+    headers = [("arcstream.kind", b"payload"), ("arcstream.schema.version", b"1")]
+    if run_id:
+        headers.append(("arcstream.run.id", run_id.encode()))
+    return payload.identifier.encode(), orjson.dumps(payload.model_dump(mode="json")), headers, partition
+
+
+def marker_message(kind: str, run_id: str, partition: int) -> Message:
+    marker = RunMarker(
+        kind=kind,  # type: ignore[arg-type]
+        run_id=run_id,
+        partition=partition,
+        partitions=3,
+        expected=1,
+        started_at="2024-01-01T00:00:00Z",
+    )
+    headers = [("arcstream.kind", kind.encode()), ("arcstream.run.id", run_id.encode())]
+    return marker.key, orjson.dumps(marker.model_dump(mode="json")), headers, partition
+
+
+async def produce(settings: Settings, messages: list[Message]) -> None:
+    await ensure_topics(settings)
+    producer = make_producer(settings.kafka)
+    await start_client(producer, settings.kafka)
+    try:
+        for key, value, headers, partition in messages:
+            await producer.send_and_wait(
+                settings.topics.investigations, value=value, key=key, headers=headers, partition=partition
+            )
+    finally:
+        await producer.stop()
+
+
+async def wait_until(condition: Callable[[], Awaitable[bool]], what: str, timeout: float = 60.0) -> None:
+    """Poll ``condition`` until true; a deadline only guards against a hung test, it asserts nothing about speed."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
+@asynccontextmanager
+async def running_builder(settings: Settings, **options: Any) -> AsyncIterator[BuilderService]:
+    """A builder service running in this event loop until the block ends (graceful stop)."""
+    service = BuilderService(settings, **options)
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(stop))
+    try:
+        yield service
+    finally:
+        stop.set()
+        await task
+
+
+async def topic(settings: Settings, name: str) -> list[Any]:
+    return await read_topic(settings.kafka, name)
+
+
+def fake_engine() -> str:
+    """Register the fake slow engine (importable by path in spawned workers) and return its name."""
+    register_engine("fake-slow", f"{fakes.__name__}:fake_slow_build_arc_json")
+    return "fake-slow"

@@ -1,0 +1,27 @@
+"""Test-only build engine for faults that real arctrl cannot be made to show on demand.
+
+``fake_slow_build_arc_json`` is registered under a test engine name and runs in
+the real worker processes. The payload's description tells it what to do before
+building with real arctrl: ``sleep:<seconds>`` (a hung or slow build), or
+``gate:<path>`` (touch ``<path>.started``, then wait until ``<path>`` exists).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from services.builder.engines.arctrl_engine import build_arc_json
+from services.common.payload import InvestigationPayload
+
+
+def fake_slow_build_arc_json(payload: InvestigationPayload) -> str:
+    instruction = payload.description_text or ""
+    if instruction.startswith("sleep:"):
+        time.sleep(float(instruction.removeprefix("sleep:")))
+    elif instruction.startswith("gate:"):
+        gate = Path(instruction.removeprefix("gate:"))
+        Path(f"{gate}.started").touch()
+        while not gate.exists():
+            time.sleep(0.05)
+    return build_arc_json(payload)

@@ -1,0 +1,207 @@
+"""The builder service against the real broker and real arctrl workers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+from aiokafka import TopicPartition
+
+from services.builder.content_hash import content_hash
+from services.common import metrics
+from services.common.config import Settings
+from services.common.kafka.clients import make_consumer, start_client
+from services.common.records import header_dict
+
+from .conftest import (
+    fake_engine,
+    marker_message,
+    minimal_payload,
+    payload_message,
+    produce,
+    running_builder,
+    topic,
+    wait_until,
+)
+
+
+def test_payloads_markers_tombstones_and_failures_flow_through(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(max_concurrent_arc_builds=2, builder={"commit_interval_ms": 0})
+    run = "run-1"
+    good = minimal_payload("inv-good")
+    messages = [
+        marker_message("run-start", run, 0),
+        payload_message(good, partition=0, run_id=run),
+        (b"inv-malformed", b"{not json", [], 0),
+        (b"inv-invalid", orjson.dumps({"identifier": "inv-invalid", "studies": 3}), [], 0),
+        payload_message(minimal_payload("inv-unmappable", title=None), partition=0),
+        (b"inv-gone", None, [], 0),
+        marker_message("run-end", run, 0),
+        payload_message(minimal_payload("inv-other"), partition=2),
+    ]
+
+    async def scenario() -> None:
+        await produce(settings, messages)
+        async with running_builder(settings) as service:
+
+            async def all_handled() -> bool:
+                return len(await topic(settings, settings.topics.arcs)) >= 5 and service.in_flight == 0
+
+            await wait_until(all_handled, "ARCs, tombstone and markers on arc.arcs")
+        arcs = await topic(settings, settings.topics.arcs)
+        dlq = await topic(settings, settings.topics.dlq)
+        report = [json.loads(r.value) for r in await topic(settings, settings.topics.report)]
+
+        on_p0 = [r for r in arcs if r.partition == 0]
+        assert [r.key for r in on_p0] == [messages[0][0], b"inv-good", b"inv-gone", messages[6][0]]
+        assert on_p0[0].value == messages[0][1] and on_p0[-1].value == messages[6][1]
+        assert on_p0[2].value is None
+        arc = on_p0[1]
+        headers = header_dict(arc.headers)
+        assert headers["arcstream.content.hash"] == content_hash(json.loads(arc.value))
+        assert (headers["arcstream.engine"], headers["arcstream.run.id"], headers["arcstream.kind"]) == (
+            "arctrl",
+            run,
+            "arc",
+        )
+        assert headers["arcstream.schema.version"] == "1"
+        assert [(r.key, r.partition) for r in arcs if r.partition != 0] == [(b"inv-other", 2)]
+
+        failed = {r.key: header_dict(r.headers) for r in dlq}
+        assert {k: v["arcstream.error.class"] for k, v in failed.items()} == {
+            b"inv-malformed": "PayloadError",
+            b"inv-invalid": "PayloadError",
+            b"inv-unmappable": "MappingError",
+        }
+        assert next(r.value for r in dlq if r.key == b"inv-malformed") == b"{not json"
+        assert all(
+            v["arcstream.origin.partition"] == "0" and v["arcstream.error.stage"] == "build"
+            for v in failed.values()
+        )
+
+        outcomes = {(o["identifier"], o["status"]) for o in report}
+        assert outcomes == {
+            ("inv-good", "built"),
+            ("inv-other", "built"),
+            ("inv-malformed", "failed"),
+            ("inv-invalid", "failed"),
+            ("inv-unmappable", "failed"),
+        }
+        built = next(o for o in report if o["identifier"] == "inv-good")
+        assert (built["stage"], built["run_id"], built["content_hash"]) == (
+            "build",
+            run,
+            headers["arcstream.content.hash"],
+        )
+
+        # Everything was handled, so the group committed up to the end of each partition.
+        consumer = make_consumer(settings.kafka, [], settings.builder.group_id)
+        await start_client(consumer, settings.kafka)
+        try:
+            p0 = TopicPartition(settings.topics.investigations, 0)
+            assert await consumer.committed(p0) == 7
+        finally:
+            await consumer.stop()
+
+    asyncio.run(scenario())
+
+
+def test_pause_engages_at_the_limit_and_releases(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    settings = make_settings(max_concurrent_arc_builds=1, max_concurrent_tasks=1)
+    gate = tmp_path / "gate"
+    payloads = [minimal_payload("inv-gated", description_text=f"gate:{gate}")] + [
+        minimal_payload(f"inv-{i}") for i in range(2)
+    ]
+
+    async def scenario() -> None:
+        await produce(settings, [payload_message(p, partition=0) for p in payloads])
+        async with running_builder(settings, engine=fake_engine()) as service:
+
+            async def paused() -> bool:
+                return bool(service.assignment()) and service.paused() == service.assignment()
+
+            await wait_until(paused, "partitions paused at the in-flight limit")
+            assert service.in_flight == 1
+            gauge = metrics.REGISTRY.get_sample_value("arcstream_paused_partitions", {"stage": "build"})
+            assert gauge == len(service.assignment())
+            gate.touch()
+
+            async def drained() -> bool:
+                return len(await topic(settings, settings.topics.arcs)) == 3 and not service.paused()
+
+            await wait_until(drained, "all ARCs built and partitions resumed")
+            assert metrics.REGISTRY.get_sample_value("arcstream_paused_partitions", {"stage": "build"}) == 0
+
+    asyncio.run(scenario())
+
+
+def test_timeout_kills_a_hung_build_and_the_service_continues(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings(max_concurrent_arc_builds=1, arc_generation_timeout_minutes=0.05)
+    hung = minimal_payload("inv-hung", description_text="sleep:600")
+    after = minimal_payload("inv-after")
+
+    async def scenario() -> None:
+        await produce(settings, [payload_message(hung, partition=1), payload_message(after, partition=1)])
+        async with running_builder(settings, engine=fake_engine()):
+
+            async def both_handled() -> bool:
+                return bool(await topic(settings, settings.topics.dlq)) and bool(
+                    await topic(settings, settings.topics.arcs)
+                )
+
+            await wait_until(both_handled, "timeout on arc.dlq and the next ARC built")
+        dlq = await topic(settings, settings.topics.dlq)
+        assert [(r.key, header_dict(r.headers)["arcstream.error.class"]) for r in dlq] == [
+            (b"inv-hung", "BuildTimeoutError")
+        ]
+        assert [r.key for r in await topic(settings, settings.topics.arcs)] == [b"inv-after"]
+        report = [json.loads(r.value) for r in await topic(settings, settings.topics.report)]
+        assert {(o["identifier"], o["status"], o["error_class"]) for o in report} == {
+            ("inv-hung", "failed", "BuildTimeoutError"),
+            ("inv-after", "built", None),
+        }
+
+    asyncio.run(scenario())
+
+
+def test_newest_version_wins_under_out_of_order_completion(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    settings = make_settings(max_concurrent_arc_builds=2)
+    gate = tmp_path / "gate"
+    older = minimal_payload("inv-k", title="older", description_text=f"gate:{gate}")
+    newer = minimal_payload("inv-k", title="newer")
+
+    async def scenario() -> None:
+        await produce(settings, [payload_message(older, partition=0)])
+        async with running_builder(settings, engine=fake_engine()) as service:
+
+            async def older_building() -> bool:
+                return Path(f"{gate}.started").exists()
+
+            await wait_until(older_building, "the older version's build to start")
+            await produce(settings, [payload_message(newer, partition=0)])
+
+            async def newer_built() -> bool:
+                return bool(await topic(settings, settings.topics.arcs))
+
+            await wait_until(newer_built, "the newer version's ARC")
+            gate.touch()  # the older build now finishes after the newer one
+
+            async def both_reported() -> bool:
+                return len(await topic(settings, settings.topics.report)) == 2 and service.in_flight == 0
+
+            await wait_until(both_reported, "outcomes of both versions")
+        arcs = await topic(settings, settings.topics.arcs)
+        assert [json.loads(r.value)["@graph"][-2]["name"] for r in arcs] == ["newer"]
+        report = [json.loads(r.value) for r in await topic(settings, settings.topics.report)]
+        assert sorted(o["status"] for o in report) == ["built", "superseded"]
+
+    asyncio.run(scenario())
