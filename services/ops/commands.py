@@ -7,10 +7,12 @@ import asyncio
 import json
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from services.common.config import load_settings
 from services.common.logs import configure_logging
+from services.ops.connect import load_connector, register
 from services.ops.dlq import DEFAULT_GROUP, DlqItem, replay_dlq
 from services.ops.replay import PartitionReset, parse_target, replay
 
@@ -51,6 +53,16 @@ def add_commands(subparsers: Any) -> None:
     d.add_argument("--dry-run", action="store_true", help="print what would be republished, send nothing")
     d.add_argument("--json", action="store_true", help="print one JSON object per record")
     d.set_defaults(handler=_replay_dlq)
+
+    connect = subparsers.add_parser("connect", help="Kafka Connect (the compose deployment's Debezium)")
+    connect_sub = connect.add_subparsers(dest="connect_command", required=True, metavar="ACTION")
+    r = connect_sub.add_parser(
+        "register", help="create or update a connector from a JSON file and wait until it runs"
+    )
+    r.add_argument("file", type=Path, help='connector file: {"name": ..., "config": {...}}')
+    r.add_argument("--url", default="http://127.0.0.1:8083", help="Kafka Connect REST URL")
+    r.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for RUNNING")
+    r.set_defaults(handler=_connect_register)
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -117,6 +129,14 @@ def _replay_dlq(args: argparse.Namespace) -> int:
             f"{counts['superseded']} superseded, {counts['no-origin']} without origin (use --to-topic)"
         )
         print(summary + (" (dry run: nothing sent)" if args.dry_run else ""))
+    return 0
+
+
+def _connect_register(args: argparse.Namespace) -> int:
+    name, config = load_connector(args.file)
+    action, status = register(args.url, name, config, timeout_s=args.timeout)
+    tasks = len(status.get("tasks", []))
+    print(f"connector {name} {action}: RUNNING with {tasks} task(s) at {args.url}")
     return 0
 
 
