@@ -8,10 +8,21 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from services.common.config import KafkaSettings
 from services.common.kafka.clients import make_consumer, start_client
+
+
+def true_end(consumer: AIOKafkaConsumer, tp: TopicPartition, listed_end: int) -> int:
+    """The end offset of ``tp``, corrected by the highwater of the last fetch.
+
+    The dev broker (Tansu 0.6) answers ListOffsets(latest) with the last batch's
+    base offset + 1, so after a multi-record batch ``end_offsets`` is too small;
+    the highwater in fetch responses is right. Taking the larger never stops early.
+    """
+    highwater = consumer.highwater(tp)
+    return max(listed_end, highwater) if highwater is not None else listed_end
 
 
 async def iter_topic(kafka: KafkaSettings, topic: str) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
@@ -33,6 +44,7 @@ async def iter_topic(kafka: KafkaSettings, topic: str) -> AsyncIterator[Consumer
         while remaining:
             batches = await consumer.getmany(*remaining, timeout_ms=1000)
             for tp, records in batches.items():
+                ends[tp] = true_end(consumer, tp, ends[tp])
                 for record in records:
                     if record.offset < ends[tp]:
                         yield record
