@@ -24,6 +24,8 @@ COMMAND_MODULES = (
     "services.builder.commands",
     "services.ops.commands",
 )
+    "services.uploader.commands",
+    "services.store.commands",
 
 
 def build_parser() -> argparse.ArgumentParser:

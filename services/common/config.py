@@ -154,6 +154,8 @@ class UploaderSettings(BaseModel):
     #: Messages taken in but not finished before the uploader pauses its partitions.
     max_in_flight: int = Field(default=64, ge=1)
     commit_interval_s: float = Field(default=1.0, gt=0)
+    #: On SIGTERM, in-flight uploads get this long to finish before they are abandoned (re-read later).
+    shutdown_grace_s: float = Field(default=15.0, ge=0)
     tls: TlsClientSettings = TlsClientSettings()
     #: The live status view (``arcstream status``): faust app over the report topic.
     status_host: str = "127.0.0.1"

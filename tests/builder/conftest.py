@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
+import pytest
 
 from services.builder.engines import register_engine
 from services.builder.service import BuilderService
@@ -175,6 +176,16 @@ def rich_payload(identifier: str = "inv-rich") -> InvestigationPayload:
 
 # -- Kafka helpers for service tests ---------------------------------------------------------------
 
+#: The dev broker (Tansu) completes a group join after half the session timeout: keep it short in tests.
+FAST_GROUP = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500}
+
+
+@pytest.fixture
+def builder_settings(make_settings: Callable[..., Settings]) -> Callable[..., Settings]:
+    """``make_settings`` with a short group session, so joins and takeovers take seconds."""
+    return lambda **overrides: make_settings(kafka=FAST_GROUP, **overrides)
+
+
 Message = tuple[bytes | None, bytes | None, list[tuple[str, bytes]], int | None]
 
 
@@ -214,9 +225,9 @@ async def produce(settings: Settings, messages: list[Message]) -> None:
         await producer.stop()
 
 
-async def wait_until(condition: Callable[[], Awaitable[bool]], what: str, timeout: float = 60.0) -> None:
-    """Poll ``condition`` until true; a deadline only guards against a hung test, it asserts nothing about speed."""
-    deadline = asyncio.get_running_loop().time() + timeout
+async def wait_until(condition: Callable[[], Awaitable[bool]], what: str, give_up_s: float = 60.0) -> None:
+    """Poll ``condition`` until true; ``give_up_s`` only guards against a hung test, never asserts speed."""
+    deadline = asyncio.get_running_loop().time() + give_up_s
     while not await condition():
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
@@ -225,7 +236,11 @@ async def wait_until(condition: Callable[[], Awaitable[bool]], what: str, timeou
 
 @asynccontextmanager
 async def running_builder(settings: Settings, **options: Any) -> AsyncIterator[BuilderService]:
-    """A builder service running in this event loop until the block ends (graceful stop)."""
+    """A builder service running in this event loop until the block ends (graceful stop).
+
+    Each test's topics have their own prefix; the group gets it too, so no test joins another's group.
+    """
+    options.setdefault("group_id", f"builder-{settings.topics.prefix}")
     service = BuilderService(settings, **options)
     stop = asyncio.Event()
     task = asyncio.create_task(service.run(stop))
