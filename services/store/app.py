@@ -38,7 +38,9 @@ _WRITE_METHODS = frozenset({"POST", "PATCH", "DELETE"})
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json", headers=headers)
+    return web.Response(
+        body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
+    )
 
 
 def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -187,7 +189,12 @@ class StoreApp:
         rdi = request.query.get("rdi")
         return _json(
             [
-                {"arc_id": meta.arc_id, "identifier": meta.identifier, "rdi": meta.rdi, "arc_hash": meta.arc_hash}
+                {
+                    "arc_id": meta.arc_id,
+                    "identifier": meta.identifier,
+                    "rdi": meta.rdi,
+                    "arc_hash": meta.arc_hash,
+                }
                 for meta in self.repo.arcs.values()
                 if rdi is None or meta.rdi == rdi
             ]

@@ -4,7 +4,8 @@ Each ARC is the file ``arcs/<arc_id>.json`` holding exactly the bytes the client
 sent, next to ``arcs/<arc_id>.meta.json`` (identifier, RDI, hash, first/last
 seen). A harvest is ``harvests/<harvest_id>.json`` plus an append-only
 ``<harvest_id>.arcs.jsonl`` of the identifiers it received (appending keeps a
-100 000-ARC harvest linear). Everything is reloaded at start, so a restarted store still answers ``updated`` with the same hash for an
+100 000-ARC harvest linear). Everything is reloaded at start, so a restarted store still
+answers ``updated`` with the same hash for an
 identical re-upload. Disk writes run in a worker thread (never on the loop).
 """
 
@@ -139,7 +140,9 @@ class Repository:
         now = utc_now_iso()
         meta = self.arcs.get(arc_id)
         if meta is None:
-            meta = ArcMeta(arc_id, identifier, rdi, arc_hash, now, now, [{"timestamp": now, "type": "ARC_CREATED"}])
+            meta = ArcMeta(
+                arc_id, identifier, rdi, arc_hash, now, now, [{"timestamp": now, "type": "ARC_CREATED"}]
+            )
             result = PutResult("created", meta, changed=True)
         elif meta.arc_hash != arc_hash:
             meta.arc_hash = arc_hash
@@ -194,7 +197,8 @@ class Repository:
         seen = harvest.arcs.get(identifier)
         if seen is not None and seen[0] != arc_hash:
             raise ConflictError(
-                f"ARC '{identifier}' was already submitted in harvest {harvest.harvest_id} with different content"
+                f"ARC '{identifier}' was already submitted in harvest {harvest.harvest_id} "
+                "with different content"
             )
 
     async def record_harvest_arc(self, harvest: Harvest, identifier: str, arc_hash: str, result: str) -> None:
@@ -211,7 +215,8 @@ class Repository:
     async def transition(self, harvest: Harvest, status: HarvestStatus) -> Harvest:
         if harvest.status != "RUNNING":
             raise ConflictError(
-                f"Harvest {harvest.harvest_id} cannot transition to {status}: current status is {harvest.status}"
+                f"Harvest {harvest.harvest_id} cannot transition to {status}: "
+                f"current status is {harvest.status}"
             )
         harvest.status = status
         harvest.completed_at = utc_now_iso()
