@@ -14,17 +14,19 @@ from typing import Any
 import psycopg
 import pytest
 
+from services.common.devstack.state import StackState
 from services.common.kafka.clients import make_producer, start_client
 from services.common.records import dumps
 from services.common.source.loader import load_payloads
-from tests.extractor.conftest import CdcStack, TopicWatcher
+from tests.extractor.cdc_support import CdcStack, TopicWatcher, cdc_stack
 
 pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture(scope="module")
-def cdc(cdc_stack_factory: Callable[..., CdcStack]) -> Iterator[CdcStack]:
-    yield cdc_stack_factory()
+def cdc(dev_stack: StackState, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CdcStack]:
+    with cdc_stack(dev_stack, tmp_path_factory) as stack:
+        yield stack
 
 
 def add_investigation(conn: psycopg.Connection[Any], identifier: str, title: str | None = None) -> None:
@@ -68,9 +70,7 @@ def _cells(payload: Any) -> set[Any]:
 
 #: relation -> (insert SQL, check, update SQL, check, delete SQL, check).
 #: ``%(inv)s`` is the investigation identifier.
-CHILD_STEPS: dict[
-    str, tuple[str, Callable[[Any], bool], str, Callable[[Any], bool], str, Callable[[Any], bool]]
-] = {
+CHILD_STEPS: dict[str, tuple[str, Callable[[Any], bool], str, Callable[[Any], bool], str, Callable[[Any], bool]]] = {
     "vStudy": (
         """INSERT INTO "vStudy" (identifier, investigation_ref, title)
            VALUES ('S-new', %(inv)s, 'new study')""",
@@ -137,9 +137,7 @@ def test_setup_prepared_the_captured_tables(cdc: CdcStack) -> None:
         }
     assert published == {"vInvestigation", "vStudy", "vAssay", "vContact", "vPublication", "vAnnotationTable"}
     # Children need old values to find their investigation after a delete; the root's key is enough.
-    assert {name for name, identity in identities.items() if identity == "f"} == published - {
-        "vInvestigation"
-    }
+    assert {name for name, identity in identities.items() if identity == "f"} == published - {"vInvestigation"}
 
 
 def test_insert_update_delete_on_each_relation_changes_exactly_that_investigation(cdc: CdcStack) -> None:
@@ -157,18 +155,12 @@ def test_insert_update_delete_on_each_relation_changes_exactly_that_investigatio
                     for statement, check in ((insert, inserted), (update, updated), (delete, deleted)):
                         since = watcher.mark()
                         conn.execute(statement, {"inv": target})
-                        await watcher.wait_for_latest(
-                            target, lambda p, c=check: p is not None and c(p), since
-                        )
+                        await watcher.wait_for_latest(target, lambda p, c=check: p is not None and c(p), since)
                         assert watcher.keys_seen(since) == {target}, f"{relation}: {statement.split()[0]}"
 
                 since = watcher.mark()
-                conn.execute(
-                    """UPDATE "vInvestigation" SET title = 'retitled' WHERE identifier = %s""", (target,)
-                )
-                await watcher.wait_for_latest(
-                    target, lambda p: p is not None and p["title"] == "retitled", since
-                )
+                conn.execute("""UPDATE "vInvestigation" SET title = 'retitled' WHERE identifier = %s""", (target,))
+                await watcher.wait_for_latest(target, lambda p: p is not None and p["title"] == "retitled", since)
                 assert watcher.keys_seen(since) == {target}
 
                 since = watcher.mark()
@@ -193,9 +185,7 @@ def test_a_burst_of_updates_produces_few_payloads_ending_in_the_final_state(cdc:
                 await watcher.wait_for_latest(key, lambda p: p is not None)
                 since = watcher.mark()
                 for i in range(100):
-                    conn.execute(
-                        'UPDATE "vInvestigation" SET title = %s WHERE identifier = %s', (f"v{i}", key)
-                    )
+                    conn.execute('UPDATE "vInvestigation" SET title = %s WHERE identifier = %s', (f"v{i}", key))
             await watcher.wait_for_latest(key, lambda p: p is not None and p["title"] == "v99", since)
             published = watcher.values(key, since)
             assert len(published) <= 20, f"{len(published)} payloads for 100 updates"
@@ -275,9 +265,7 @@ def test_capture_and_extractor_restarted_mid_stream_lose_no_change(cdc: CdcStack
 
                 def retitle(part: list[str]) -> None:
                     for key in part:
-                        conn.execute(
-                            'UPDATE "vInvestigation" SET title = %s WHERE identifier = %s', ("after", key)
-                        )
+                        conn.execute('UPDATE "vInvestigation" SET title = %s WHERE identifier = %s', ("after", key))
 
                 retitle(keys[:6])
                 # Crash both mid-stream: no clean shutdown, offsets as last flushed.
