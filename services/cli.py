@@ -20,12 +20,13 @@ from services.common.errors import FatalError
 #: Modules contributing subcommands, in help order.
 COMMAND_MODULES = (
     "services.common.commands",
+    "services.extractor.commands",
     "services.extractor.cdc_commands",
     "services.builder.commands",
     "services.ops.commands",
-)
     "services.uploader.commands",
     "services.store.commands",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

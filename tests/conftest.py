@@ -47,9 +47,7 @@ def database_url(dev_stack: StackState) -> Iterator[str]:
 
 
 @pytest.fixture
-def make_settings(
-    dev_stack: StackState, database_url: str, tmp_path: Path
-) -> Callable[..., Settings]:
+def make_settings(dev_stack: StackState, database_url: str, tmp_path: Path) -> Callable[..., Settings]:
     """Settings pointing at the session servers, this test's database and its own topic prefix."""
     assert dev_stack.broker is not None
     prefix = f"t{uuid.uuid4().hex[:10]}"

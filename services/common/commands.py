@@ -14,6 +14,7 @@ from services.common.devstack.state import read_state
 from services.common.errors import StackError
 from services.common.kafka.topics import ensure_topics
 from services.common.logs import configure_logging, mask_url
+from services.common.schemas import write_schemas
 
 
 def add_commands(subparsers: Any) -> None:
@@ -25,6 +26,12 @@ def add_commands(subparsers: Any) -> None:
     dev_sub.add_parser("down", help="stop what 'dev up' started").set_defaults(handler=_dev_down)
     dev_sub.add_parser("env", help="print the stack's settings as shell export lines").set_defaults(
         handler=_dev_env
+    )
+
+    schemas = subparsers.add_parser("schemas", help="JSON Schemas in schemas/")
+    schemas_sub = schemas.add_subparsers(dest="schemas_command", required=True, metavar="ACTION")
+    schemas_sub.add_parser("write", help="regenerate the JSON Schemas from the models").set_defaults(
+        handler=_schemas_write
     )
 
     topics = subparsers.add_parser("topics", help="Kafka topics")
@@ -67,4 +74,10 @@ def _topics_ensure(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level, settings.log_format)
     result = asyncio.run(ensure_topics(settings))
     print(json.dumps(result, indent=2))
+    return 0
+
+
+def _schemas_write(args: argparse.Namespace) -> int:
+    for path in write_schemas():
+        print(path)
     return 0

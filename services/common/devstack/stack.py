@@ -35,11 +35,23 @@ def start_store(data_dir: Path, port: int | None = None, extra_args: Sequence[st
     log_file = data_dir.resolve() / "store.log"
     store_dir = data_dir.resolve() / "store"
     pid = spawn_detached(
-        [sys.executable, "-m", "services.cli", "store", "--dir", str(store_dir), "--port", str(port), *extra_args],
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "store",
+            "--dir",
+            str(store_dir),
+            "--port",
+            str(port),
+            *extra_args,
+        ],
         log_file,
     )
     wait_for_port("127.0.0.1", port, timeout=60, what="ARC store")
-    return ServerRecord(url=f"http://127.0.0.1:{port}", pid=pid, data_dir=str(store_dir), log_file=str(log_file))
+    return ServerRecord(
+        url=f"http://127.0.0.1:{port}", pid=pid, data_dir=str(store_dir), log_file=str(log_file)
+    )
 
 
 def up(state_dir: Path, *, with_store: bool = True) -> StackState:

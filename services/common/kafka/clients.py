@@ -6,6 +6,7 @@ every client, and maps "cannot reach the broker" to :class:`BrokerUnavailableErr
 
 from __future__ import annotations
 
+import logging
 import ssl
 from collections.abc import Sequence
 from typing import Any
@@ -82,8 +83,20 @@ def make_admin(kafka: KafkaSettings) -> AIOKafkaAdminClient:
     return AIOKafkaAdminClient(**options)
 
 
-async def start_client(client: AIOKafkaProducer | AIOKafkaConsumer | AIOKafkaAdminClient, kafka: KafkaSettings) -> None:
+class _Silenced(logging.Filter):
+    """Drops aiokafka's own connection errors while we start a client: we report them as one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
+
+
+async def start_client(
+    client: AIOKafkaProducer | AIOKafkaConsumer | AIOKafkaAdminClient, kafka: KafkaSettings
+) -> None:
     """Start a client; an unreachable broker becomes one clear :class:`BrokerUnavailableError`."""
+    aiokafka_log = logging.getLogger("aiokafka")
+    silenced = _Silenced()
+    aiokafka_log.addFilter(silenced)
     try:
         await client.start()
     except (KafkaConnectionError, KafkaError, OSError) as exc:
@@ -91,3 +104,5 @@ async def start_client(client: AIOKafkaProducer | AIOKafkaConsumer | AIOKafkaAdm
             f"cannot reach Kafka at {kafka.bootstrap_servers} ({type(exc).__name__}): "
             "start it (arcstream dev up) or set KAFKA_BOOTSTRAP_SERVERS"
         ) from exc
+    finally:
+        aiokafka_log.removeFilter(silenced)

@@ -1,0 +1,1 @@
+"""The source database: contract (six relations), payload assembly, batched loading, demo data."""

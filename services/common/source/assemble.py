@@ -1,0 +1,260 @@
+"""Turn the source rows of one investigation into an :class:`InvestigationPayload`.
+
+This is where the known real-data quirks are accepted (DESIGN.md):
+
+- ``study_ref`` as a JSON array, a bare identifier, or an already-parsed list;
+- the same assay repeated once per study link: merged (study links united)
+  when every other field agrees, otherwise the investigation fails;
+- duplicate study rows: merged when identical, otherwise the investigation fails;
+- ``roles`` as JSON text or an already-parsed list; role entries with an empty term dropped
+  (an empty term means "no annotation");
+- a missing ``first_name`` is kept as ``null`` (the builder decides what to do with it).
+
+Anything else that does not fit the payload model raises :class:`AssemblyError`
+with a one-line reason; the caller reports it and continues.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from services.common.errors import PayloadError
+from services.common.payload import PAYLOAD_SCHEMA_VERSION, InvestigationPayload
+
+Row = Mapping[str, Any]
+
+
+class AssemblyError(PayloadError):
+    """The rows of one investigation cannot form a valid payload."""
+
+
+def text(value: Any) -> str | None:
+    """Source value as text: dates as ISO 8601, empty strings kept, ``None`` kept."""
+    if value is None or type(value) is str:
+        return value
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+def annotation(row: Row, prefix: str) -> dict[str, str | None] | None:
+    """The ``<prefix>_term/uri/version`` triple, or ``None`` when the term is empty."""
+    return _annotation(row.get(f"{prefix}_term"), row.get(f"{prefix}_uri"), row.get(f"{prefix}_version"))
+
+
+def _json_value(value: Any, what: str) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise AssemblyError(f"{what} is not valid JSON: {value[:60]!r}") from exc
+    return value
+
+
+def study_refs(value: Any) -> list[str]:
+    """``study_ref``: JSON array of identifiers, one bare identifier, or an already-parsed list."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        stripped = value.strip()
+        if not stripped:
+            return []
+        if not stripped.startswith("["):
+            return [stripped]
+        value = _json_value(stripped, "study_ref")
+    if isinstance(value, list) and all(isinstance(item, str | int) for item in value):
+        return [str(item) for item in value]
+    raise AssemblyError(f"study_ref must be a list of study identifiers, got {value!r:.60}")
+
+
+def roles(value: Any) -> list[dict[str, str | None]]:
+    """``roles``: ``[{"term","uri","version"}]`` as JSON text or an already-parsed list."""
+    parsed = _json_value(value, "roles") if value is not None else []
+    if not isinstance(parsed, list) or not all(isinstance(item, dict) for item in parsed):
+        raise AssemblyError(f"roles must be a list of {{term, uri, version}} objects, got {parsed!r:.60}")
+    result = []
+    for item in parsed:
+        term = text(item.get("term"))
+        if term and term.strip():
+            result.append({"term": term, "uri": text(item.get("uri")), "version": text(item.get("version"))})
+    return result
+
+
+def _merge_duplicates(
+    kind: str, items: Iterable[dict[str, Any]], ignore: str | None = None
+) -> list[dict[str, Any]]:
+    """One entry per identifier; rows may repeat only when equal (``ignore``d field merged as a union)."""
+    merged: dict[str, dict[str, Any]] = {}
+    for item in items:
+        seen = merged.get(item["identifier"])
+        if seen is None:
+            merged[item["identifier"]] = item
+            continue
+        if {k: v for k, v in seen.items() if k != ignore} != {k: v for k, v in item.items() if k != ignore}:
+            raise AssemblyError(f"{kind} {item['identifier']!r} appears twice with different values")
+        if ignore is not None:
+            seen[ignore] = seen[ignore] + [ref for ref in item[ignore] if ref not in seen[ignore]]
+    return list(merged.values())
+
+
+def _annotation(term: Any, uri: Any, version: Any) -> dict[str, str | None] | None:
+    term = text(term)
+    if term is None or not term.strip():
+        return None
+    return {"term": term, "uri": text(uri), "version": text(version)}
+
+
+def tables_from_cells(rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
+    """Group one-row-per-cell records into tables and columns, in order of first appearance.
+
+    Rows are tuples in the column order of ``CONTRACT["vAnnotationTable"]`` (the
+    loader fetches them as tuples: tens of cells per investigation make this the hot loop).
+    """
+    tables: dict[tuple[Any, ...], dict[tuple[Any, ...], dict[str, Any]]] = {}
+    for (
+        _investigation_ref,
+        target_type,
+        target_ref,
+        table_name,
+        column_type,
+        column_io_type,
+        column_value,
+        column_term,
+        column_uri,
+        column_version,
+        row_index,
+        cell_value,
+        cell_term,
+        cell_uri,
+        cell_version,
+    ) in rows:
+        columns = tables.get((target_type, target_ref, table_name))
+        if columns is None:
+            columns = tables[(target_type, target_ref, table_name)] = {}
+        column_annotation = _annotation(column_term, column_uri, column_version)
+        column_key = (
+            column_type,
+            column_io_type,
+            column_value,
+            tuple(column_annotation.values()) if column_annotation else None,
+        )
+        column = columns.get(column_key)
+        if column is None:
+            column = columns[column_key] = {
+                "column_type": column_type,
+                "column_io_type": column_io_type,
+                "column_value": text(column_value),
+                "annotation": column_annotation,
+                "cells": [],
+            }
+        column["cells"].append(
+            {
+                "row_index": row_index,
+                "value": text(cell_value),
+                "annotation": _annotation(cell_term, cell_uri, cell_version),
+            }
+        )
+    return [
+        {
+            "target_type": text(target_type),
+            "target_ref": text(target_ref),
+            "table_name": text(table_name),
+            "columns": list(columns.values()),
+        }
+        for (target_type, target_ref, table_name), columns in tables.items()
+    ]
+
+
+def _one_line(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: {first['msg']}{more}"
+
+
+def _dated(row: Row) -> dict[str, Any]:
+    return {
+        "identifier": text(row["identifier"]),
+        "title": text(row.get("title")),
+        "description_text": text(row.get("description_text")),
+        "submission_date": text(row.get("submission_date")),
+        "public_release_date": text(row.get("public_release_date")),
+    }
+
+
+def assemble(
+    investigation: Row,
+    studies: Iterable[Row] = (),
+    assays: Iterable[Row] = (),
+    contacts: Iterable[Row] = (),
+    publications: Iterable[Row] = (),
+    annotation_cells: Iterable[Sequence[Any]] = (),
+) -> InvestigationPayload:
+    """Build and validate one payload; raise :class:`AssemblyError` with a one-line reason.
+
+    The document is built as plain dicts and validated once (in pydantic-core), which
+    is an order of magnitude faster than constructing a model per table cell.
+    ``annotation_cells`` are tuples (see :func:`tables_from_cells`).
+    """
+    document = {
+        "schema_version": PAYLOAD_SCHEMA_VERSION,
+        **_dated(investigation),
+        "studies": _merge_duplicates("study", (_dated(row) for row in studies)),
+        "assays": _merge_duplicates(
+            "assay",
+            (
+                {
+                    "identifier": text(row["identifier"]),
+                    "study_refs": study_refs(row.get("study_ref")),
+                    "title": text(row.get("title")),
+                    "description_text": text(row.get("description_text")),
+                    "measurement_type": annotation(row, "measurement_type"),
+                    "technology_type": annotation(row, "technology_type"),
+                    "technology_platform": text(row.get("technology_platform")),
+                }
+                for row in assays
+            ),
+            ignore="study_refs",
+        ),
+        "contacts": [
+            {
+                "target_type": row["target_type"],
+                "target_ref": text(row.get("target_ref")),
+                **{name: text(row.get(name)) for name in _CONTACT_FIELDS},
+                "roles": roles(row.get("roles")),
+            }
+            for row in contacts
+        ],
+        "publications": [
+            {
+                "target_type": row["target_type"],
+                "target_ref": text(row.get("target_ref")),
+                **{name: text(row.get(name)) for name in _PUBLICATION_FIELDS},
+                "status": annotation(row, "status"),
+            }
+            for row in publications
+        ],
+        "annotation_tables": tables_from_cells(annotation_cells),
+    }
+    try:
+        return InvestigationPayload.model_validate(document)
+    except ValidationError as exc:
+        raise AssemblyError(_one_line(exc)) from exc
+
+
+_CONTACT_FIELDS = (
+    "last_name",
+    "first_name",
+    "mid_initials",
+    "email",
+    "phone",
+    "fax",
+    "postal_address",
+    "affiliation",
+)
+_PUBLICATION_FIELDS = ("pubmed_id", "doi", "authors", "title")

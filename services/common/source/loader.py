@@ -1,0 +1,146 @@
+"""Load whole investigations from the source relations, a batch at a time.
+
+Used by both the snapshot extractor and the CDC extractor, so a payload is the
+same whichever path produced it. For a batch of investigations the children
+are read with one query per relation (``investigation_ref = ANY(%s)``): the
+number of statements grows with batches, not investigations, and nothing
+loads a whole table.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row, tuple_row
+
+from services.common.payload import InvestigationPayload
+from services.common.source.assemble import AssemblyError, assemble
+from services.common.source.schema import CHILD_RELATIONS, CONTRACT
+
+Row = Mapping[str, Any]
+#: relation -> investigation identifier -> rows
+Children = dict[str, dict[str, list[Any]]]
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """One investigation: its payload, or why it could not be assembled."""
+
+    identifier: str
+    payload: InvestigationPayload | None = None
+    error: str | None = None
+
+
+def relation_query(relation: str, ordered_by_id: bool, where: str) -> sql.Composed:
+    """``SELECT <contract columns> FROM "<relation>" WHERE <where> [ORDER BY id]``."""
+    order = (
+        sql.SQL(" ORDER BY {}, {}").format(sql.Identifier(where), sql.Identifier("id"))
+        if ordered_by_id
+        else sql.SQL("")
+    )
+    return sql.SQL("SELECT {cols} FROM {rel} WHERE {key} = ANY(%s){order}").format(
+        cols=sql.SQL(", ").join(sql.Identifier(name) for name in CONTRACT[relation]),
+        rel=sql.Identifier(relation),
+        key=sql.Identifier(where),
+        order=order,
+    )
+
+
+def investigation_query(shard: int = 0, shards: int = 1) -> sql.Composed:
+    """Investigations in identifier order; with ``shards`` > 1 only those whose identifier hashes to ``shard``."""
+    where = (
+        sql.SQL(" WHERE ((hashtext(identifier) % {n}) + {n}) % {n} = {i}").format(
+            n=sql.Literal(shards), i=sql.Literal(shard)
+        )
+        if shards > 1
+        else sql.SQL("")
+    )
+    return sql.SQL("SELECT {cols} FROM {rel}{where} ORDER BY identifier").format(
+        cols=sql.SQL(", ").join(sql.Identifier(name) for name in CONTRACT["vInvestigation"]),
+        rel=sql.Identifier("vInvestigation"),
+        where=where,
+    )
+
+
+class PayloadLoader:
+    """Loads children for batches of investigation rows and assembles payloads.
+
+    ``columns`` (from :func:`check_source_contract`) tells which relations have
+    a surrogate ``id`` to order rows by; without one, the database's order is used.
+    """
+
+    def __init__(self, columns: Mapping[str, set[str]]) -> None:
+        self._child_queries = {
+            relation: relation_query(relation, "id" in columns.get(relation, set()), "investigation_ref")
+            for relation in CHILD_RELATIONS
+        }
+        self._by_identifier = relation_query("vInvestigation", False, "identifier")
+
+    async def fetch_children(self, conn: psycopg.AsyncConnection, identifiers: Sequence[str]) -> Children:
+        """Child rows of these investigations, one query per relation, grouped by investigation."""
+        children: Children = {}
+        for relation, query in self._child_queries.items():
+            grouped: dict[str, list[Any]] = defaultdict(list)
+            if relation == "vAnnotationTable":
+                # Cells are the bulk of the rows: they stay tuples (investigation_ref first).
+                async with conn.cursor(row_factory=tuple_row) as cells:
+                    await cells.execute(query, (list(identifiers),))
+                    for cell in await cells.fetchall():
+                        grouped[cell[0]].append(cell)
+            else:
+                async with conn.cursor(row_factory=dict_row) as cursor:
+                    await cursor.execute(query, (list(identifiers),))
+                    for row in await cursor.fetchall():
+                        grouped[row["investigation_ref"]].append(row)
+            children[relation] = grouped
+        return children
+
+    @staticmethod
+    def assemble_batch(investigations: Sequence[Row], children: Children) -> list[LoadResult]:
+        """Payloads (or reasons) for investigation rows whose children were fetched."""
+        results = []
+        for row in investigations:
+            identifier = str(row["identifier"])
+            try:
+                payload = assemble(
+                    row,
+                    studies=children["vStudy"].get(identifier, ()),
+                    assays=children["vAssay"].get(identifier, ()),
+                    contacts=children["vContact"].get(identifier, ()),
+                    publications=children["vPublication"].get(identifier, ()),
+                    annotation_cells=children["vAnnotationTable"].get(identifier, ()),
+                )
+            except AssemblyError as exc:
+                results.append(LoadResult(identifier, error=str(exc)))
+            else:
+                results.append(LoadResult(identifier, payload=payload))
+        return results
+
+    async def load_batch(
+        self, conn: psycopg.AsyncConnection, investigations: Sequence[Row]
+    ) -> list[LoadResult]:
+        """Payloads for these investigation rows."""
+        children = await self.fetch_children(conn, [str(row["identifier"]) for row in investigations])
+        return self.assemble_batch(investigations, children)
+
+    async def load_payloads(
+        self, conn: psycopg.AsyncConnection, identifiers: Sequence[str]
+    ) -> dict[str, LoadResult]:
+        """Payloads for these identifiers; identifiers no longer in ``vInvestigation`` are absent."""
+        async with conn.cursor(row_factory=dict_row) as cursor:
+            await cursor.execute(self._by_identifier, (list(identifiers),))
+            rows = await cursor.fetchall()
+        return {result.identifier: result for result in await self.load_batch(conn, rows)}
+
+
+async def load_payloads(conn: psycopg.AsyncConnection, identifiers: Sequence[str]) -> dict[str, LoadResult]:
+    """One-shot convenience: check the contract and load these identifiers."""
+    from services.common.source.schema import check_source_contract
+
+    loader = PayloadLoader(await check_source_contract(conn))
+    return await loader.load_payloads(conn, identifiers)

@@ -1,0 +1,119 @@
+"""Publish investigation payloads (or tombstones) and extract outcomes to Kafka.
+
+Shared by the snapshot and the CDC extractor. Sends are pipelined but bounded
+(``kafka.max_in_flight_sends``) so memory stays flat however large the
+database is; a send that fails (e.g. a payload over the broker's limit)
+becomes a failed outcome on ``arc.report``, never a lost investigation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.structs import RecordMetadata
+
+from services.common.config import Settings
+from services.common.payload import PAYLOAD_SCHEMA_VERSION, InvestigationPayload
+from services.common.records import (
+    H_EXTRACTED_AT,
+    H_KIND,
+    H_RUN_ID,
+    H_SCHEMA_VERSION,
+    H_SOURCE_TS,
+    dumps,
+    make_headers,
+)
+from services.common.report import OutcomeRecord, utc_now_iso
+
+log = logging.getLogger(__name__)
+
+
+class PayloadPublisher:
+    """Keyed, bounded, acknowledged publishing of payloads and outcome records."""
+
+    def __init__(self, producer: AIOKafkaProducer, settings: Settings, run_id: str | None = None) -> None:
+        self._producer = producer
+        self._topics = settings.topics
+        self._run_id = run_id
+        self._slots = asyncio.Semaphore(settings.kafka.max_in_flight_sends)
+        self._pending: set[asyncio.Future[RecordMetadata]] = set()
+        self._failures: list[OutcomeRecord] = []
+        #: Payloads and tombstones acknowledged, per partition of ``arc.investigations``.
+        self.published_per_partition: Counter[int] = Counter()
+        self.failed = 0
+
+    async def publish(
+        self, identifier: str, payload: InvestigationPayload | None, *, source_ts: str | None = None
+    ) -> None:
+        """Queue a payload (``None``: a tombstone) keyed by ``identifier``; waits only for a free slot."""
+        value = None if payload is None else payload.model_dump_json().encode()
+        headers = make_headers(
+            {
+                H_KIND: "payload",
+                H_SCHEMA_VERSION: PAYLOAD_SCHEMA_VERSION,
+                H_RUN_ID: self._run_id,
+                H_EXTRACTED_AT: utc_now_iso(),
+                H_SOURCE_TS: source_ts,
+            }
+        )
+        await self._slots.acquire()
+        try:
+            future = await self._producer.send(
+                self._topics.investigations, value=value, key=identifier.encode(), headers=headers
+            )
+        except Exception as exc:
+            self._slots.release()
+            self._record_send_failure(identifier, exc)
+            return
+        self._pending.add(future)
+        future.add_done_callback(lambda done: self._on_done(identifier, done))
+
+    def _on_done(self, identifier: str, future: asyncio.Future[RecordMetadata]) -> None:
+        self._pending.discard(future)
+        self._slots.release()
+        exc = future.exception()
+        if exc is None:
+            self.published_per_partition[future.result().partition] += 1
+        else:
+            self._record_send_failure(identifier, exc)
+
+    def _record_send_failure(self, identifier: str, exc: BaseException) -> None:
+        log.error("could not publish %s: %s", identifier, exc, extra={"identifier": identifier})
+        self.fail(identifier, type(exc).__name__, f"publishing the payload failed: {exc}")
+
+    def fail(self, identifier: str, error_class: str, message: str) -> None:
+        """Record that ``identifier`` could not be extracted (reported at :meth:`flush`)."""
+        self.failed += 1
+        self._failures.append(
+            OutcomeRecord(
+                identifier=identifier,
+                stage="extract",
+                status="failed",
+                run_id=self._run_id,
+                error_class=error_class,
+                error_message=message,
+            )
+        )
+
+    async def flush(self) -> None:
+        """Wait until every queued payload is acknowledged, then write and acknowledge failure records."""
+        if self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
+        failures, self._failures = self._failures, []
+        sends = [
+            await self._producer.send(
+                self._topics.report,
+                value=dumps(record.model_dump(mode="json", exclude_none=True)),
+                key=record.identifier.encode(),
+            )
+            for record in failures
+        ]
+        if sends:
+            await asyncio.gather(*sends)
+
+    @property
+    def published(self) -> int:
+        return sum(self.published_per_partition.values())
