@@ -164,9 +164,7 @@ class Uploader:
         self.group_id = group_id or self.up.group_id
         self.force = self.up.force if force is None else force
         self.rdi = settings.rdi
-        self.state = DeliveredState(
-            self.topics.delivered, target_key(self.rdi, self.up.target_url), self.group_id
-        )
+        self.state = DeliveredState(self.topics.delivered, target_key(self.rdi, self.up.target_url), self.group_id)
         self.tracker = OffsetTracker()
         self.readiness = Readiness("broker", "assignment")
         self._transport = transport
@@ -175,6 +173,7 @@ class Uploader:
         self._snapshots: dict[TopicPartition, deque[tuple[int, dict[int, int]]]] = {}
         self._report_hw: dict[int, int] = {}
         self._recovered: dict[tuple[int, int], OutcomeRecord] = {}
+        self._recovered_partitions: set[TopicPartition] = set()
         self._runs: dict[str, Run] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._keyed: KeyedScheduler[Message] = KeyedScheduler(self._deliver, self._supersede, self._spawn)
@@ -217,6 +216,9 @@ class Uploader:
         while not stop.is_set():
             room = max(1, self.up.max_in_flight - self.tracker.pending())
             batches = await consumer.getmany(timeout_ms=200, max_records=room)
+            unrecovered = set(batches) - self._recovered_partitions
+            if unrecovered:
+                await self._recover(unrecovered)
             for tp, records in batches.items():
                 for record in records:
                     self._take(tp, record)
@@ -235,9 +237,7 @@ class Uploader:
                 task.cancel()
             if unfinished:
                 await asyncio.gather(*unfinished, return_exceptions=True)
-                log.warning(
-                    "shutdown: %d unfinished messages will be read again after a restart", len(unfinished)
-                )
+                log.warning("shutdown: %d unfinished messages will be read again after a restart", len(unfinished))
         try:
             await self._commit(consumer)
         except KafkaError as exc:  # pragma: no cover - broker gone while stopping
@@ -263,11 +263,15 @@ class Uploader:
     # -- partitions, offsets, back-pressure ------------------------------------------------------
 
     async def partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        """Find outcomes already written for messages about to be read again (see recovery)."""
-        assert self._consumer is not None
         self.readiness.set("assignment", bool(assigned))
-        if not assigned:
-            return
+
+    async def _recover(self, assigned: set[TopicPartition]) -> None:
+        """Find outcomes already written for messages about to be read again (see recovery).
+
+        Runs from the poll loop before the first record of a newly assigned partition is
+        taken in (aiokafka may already fetch while the rebalance listener still runs).
+        """
+        assert self._consumer is not None
         committed: dict[int, int] = {}
         for tp in assigned:
             offset = await self._consumer.committed(tp)
@@ -275,9 +279,7 @@ class Uploader:
             if (tp.topic, tp.partition) not in self.state.marks:
                 # Before anything is read: outcomes of this session can only come after today's end.
                 report_from = {str(p): o for p, o in self._report_hw.items()}
-                await self.state.put_mark(
-                    tp.topic, tp.partition, CommitMark(offset=-1, report_from=report_from)
-                )
+                await self.state.put_mark(tp.topic, tp.partition, CommitMark(offset=-1, report_from=report_from))
         start: dict[int, int] = {}
         for tp in assigned:
             for partition, offset in self.state.marks[(tp.topic, tp.partition)].report_from.items():
@@ -286,14 +288,14 @@ class Uploader:
             self.settings.kafka, self.topics.report, start, self.group_id, self.topics.arcs, committed
         )
         self._recovered.update(found)
-        log.info(
-            "assigned %s; %d outcomes already written will not be repeated", sorted(committed), len(found)
-        )
+        self._recovered_partitions |= assigned
+        log.info("assigned %s; %d outcomes already written will not be repeated", sorted(committed), len(found))
 
     async def partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         if self._consumer is not None and revoked:
             await self._commit(self._consumer, only=revoked)
         self.tracker.forget(revoked)
+        self._recovered_partitions -= revoked
         for tp in revoked:
             self._pending.pop(tp, None)
             self._snapshots.pop(tp, None)
@@ -393,9 +395,7 @@ class Uploader:
             aborted = [
                 other
                 for other in self._runs.values()
-                if other is not run
-                and other.record.status == "RUNNING"
-                and tp.partition not in other.ends_taken
+                if other is not run and other.record.status == "RUNNING" and tp.partition not in other.ends_taken
             ]
             if run is None:
                 run = self._new_run(marker)
@@ -432,9 +432,7 @@ class Uploader:
     async def _run_start(self, tp: TopicPartition, offset: int, run: Run, aborted: list[Run]) -> None:
         assert self._client is not None
         for other in aborted:
-            await self._close_run(
-                other, "CANCELLED", f"run {run.record.run_id} started before this run ended"
-            )
+            await self._close_run(other, "CANCELLED", f"run {run.record.run_id} started before this run ended")
         async with run.lock:
             record = run.record
             if record.harvest_id is None and record.status == "RUNNING":
@@ -481,9 +479,7 @@ class Uploader:
         assert self._client is not None
         if record.harvest_id is not None:
             try:
-                await self._client.call(
-                    "PATCH", f"/v3/harvests/{record.harvest_id}", dumps({"status": status})
-                )
+                await self._client.call("PATCH", f"/v3/harvests/{record.harvest_id}", dumps({"status": status}))
             except AttemptError as exc:
                 if exc.status != 409:  # 409: already closed (e.g. before a restart)
                     record.error = f"cannot set harvest {record.harvest_id} to {status}: {exc}"
@@ -575,9 +571,7 @@ class Uploader:
                 message.content_hash,
                 extra=message.log_extra,
             )
-        outcome = self._outcome(
-            message, status, attempts=reply.attempts, http_status=reply.status, arc_id=arc_id
-        )
+        outcome = self._outcome(message, status, attempts=reply.attempts, http_status=reply.status, arc_id=arc_id)
         delivered = DeliveredHash(content_hash=message.content_hash, arc_id=arc_id, at=outcome.at)
         return Result(outcome, delivered_hash=delivered)
 
@@ -653,9 +647,7 @@ class Uploader:
                     H_ORIGIN_OFFSET: message.offset,
                 },
             )
-            await (
-                await self._producer.send(self.topics.dlq, key=key, value=message.value, headers=dlq_headers)
-            )
+            await (await self._producer.send(self.topics.dlq, key=key, value=message.value, headers=dlq_headers))
         headers = make_headers(
             {
                 H_ORIGIN_TOPIC: message.tp.topic,

@@ -143,6 +143,7 @@ class ArcsTopic:
         documents: list[dict[str, Any] | bytes | None],
         run_id: str | None = None,
         keys: list[str] | None = None,
+        partition: int | None = None,
     ) -> list[Produced]:
         items = []
         for index, document in enumerate(documents):
@@ -161,12 +162,10 @@ class ArcsTopic:
                     H_SOURCE_TS: datetime.now(UTC).isoformat(),
                 }
             )
-            items.append((identifier.encode(), value, headers, None))
+            items.append((identifier.encode(), value, headers, partition))
         return await self._send(items)
 
-    async def markers(
-        self, kind: str, run_id: str, expected: int, published: dict[int, int] | None = None
-    ) -> None:
+    async def markers(self, kind: str, run_id: str, expected: int, published: dict[int, int] | None = None) -> None:
         partitions = self.settings.topics.partitions
         items = []
         for partition in range(partitions):
@@ -227,9 +226,7 @@ async def running_uploader(settings: Settings, **kwargs: Any) -> Any:
         await task
 
 
-async def until(
-    condition: Callable[[], Awaitable[bool]], what: str = "condition", limit_s: float = 120.0
-) -> None:
+async def until(condition: Callable[[], Awaitable[bool]], what: str = "condition", limit_s: float = 120.0) -> None:
     """Poll until ``condition()`` holds; the limit only bounds a hung test, it asserts nothing about speed."""
     deadline = time.monotonic() + limit_s
     while not await condition():

@@ -1,0 +1,134 @@
+"""Uploader against a store that fails on purpose: overload (503 + Retry-After), 422 and 413."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from aiokafka import TopicPartition
+
+from services.common.config import Settings
+from services.common.kafka.clients import make_consumer, start_client
+from services.common.kafka.groups import stop_consumer
+from services.common.kafka.reading import read_topic
+from services.common.records import H_ERROR_CLASS, H_ERROR_MESSAGE, H_ERROR_STAGE, header_dict
+from services.store.rocrate import arc_id
+
+from .conftest import (
+    ArcsTopic,
+    StoreProcess,
+    arc_bytes,
+    arc_document,
+    outcomes,
+    running_uploader,
+    until,
+    upload_settings,
+)
+
+
+def _no_retry_before_retry_after(requests: list[dict[str, Any]]) -> int:
+    """Check every retry against the store's clock; return how many 503s were retried."""
+    by_identifier: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for request in requests:
+        if request["identifier"] and request["method"] == "POST":
+            by_identifier[request["identifier"]].append(request)
+    retried = 0
+    for identifier, attempts in by_identifier.items():
+        attempts.sort(key=lambda r: r["received"])
+        for earlier, later in itertools.pairwise(attempts):
+            if earlier["status"] == 503:
+                retried += 1
+                waited = later["received"] - earlier["answered"]
+                assert waited >= earlier["retry_after"], (identifier, waited, earlier["retry_after"])
+    return retried
+
+
+def test_overloaded_store_gets_everything_and_no_retry_comes_early(
+    make_settings: Callable[..., Settings], make_store: Callable[..., StoreProcess], arcs_topic: ArcsTopic
+) -> None:
+    store = make_store("--failure-rate", "0.3", "--retry-after", "1", "--seed", "7")
+    settings = upload_settings(make_settings, store, max_attempts=12)
+    documents = [arc_document(f"busy-{i:03d}") for i in range(120)]
+
+    async def scenario() -> None:
+        run_id, produced = await arcs_topic.snapshot_run(documents)
+
+        async def closed() -> bool:
+            harvests = store.get("/v3/harvests")
+            return bool(harvests) and all(h["status"] != "RUNNING" for h in harvests)
+
+        async with running_uploader(settings):
+            await until(closed, what="harvest closed")
+
+        results = [o for o in await outcomes(settings) if o.run_id == run_id]
+        assert Counter(o.status for o in results) == {"created": len(documents)}
+        assert max(o.attempts for o in results) > 1
+        for item in produced:
+            assert store.arc_file(arc_id(item.identifier, "test-rdi")) == item.value
+        [harvest] = store.get("/v3/harvests")
+        assert harvest["status"] == "COMPLETED"
+        assert harvest["statistics"]["arcs_submitted"] == len(documents)
+
+        requests = store.requests()
+        arc_posts = [r for r in requests if r["identifier"]]
+        assert sum(r["status"] == 503 for r in arc_posts) >= 0.15 * len(arc_posts)
+        assert _no_retry_before_retry_after(requests) > 0
+
+    asyncio.run(scenario())
+
+
+def test_422_and_413_fail_that_arc_only_and_the_partition_continues(
+    make_settings: Callable[..., Settings], make_store: Callable[..., StoreProcess], arcs_topic: ArcsTopic
+) -> None:
+    store = make_store("--max-body-bytes", "4000")
+    settings = upload_settings(make_settings, store)
+    good = [arc_document(f"ok-{i:02d}") for i in range(20)]
+    too_big = arc_document("big-1", title="x" * 6000)
+    not_a_crate = {"@context": "https://w3id.org/ro/crate/1.1/context", "@graph": [{"@id": "./"}]}
+
+    async def scenario() -> None:
+        # All in one partition, the bad ones first: everything after them must still be delivered.
+        produced = await arcs_topic.arcs(
+            [too_big, arc_bytes(not_a_crate), *good],
+            keys=["big-1", "bad-1", *[d["@graph"][0]["identifier"] for d in good]],
+            partition=0,
+        )
+        last_offset = produced[-1].offset
+
+        async def all_reported() -> bool:
+            return len(await outcomes(settings)) >= len(produced)
+
+        async with running_uploader(settings):
+            await until(all_reported, what="every ARC reported")
+
+        by_id = {o.identifier: o for o in await outcomes(settings)}
+        big, bad = by_id["big-1"], by_id["bad-1"]
+        assert big.status == "failed" and big.http_status == 413 and big.attempts == 1
+        assert "HTTP 413" in (big.error_message or "") and "body limit" in (big.error_message or "")
+        assert "4000 bytes" in (big.error_message or "")  # the store's own message, excerpted
+        assert bad.status == "failed" and bad.http_status == 422 and bad.attempts == 1
+        assert "HTTP 422" in (bad.error_message or "") and "RO-Crate" in (bad.error_message or "")
+        assert big.error_class == bad.error_class == "AttemptError"
+        assert all(by_id[d["@graph"][0]["identifier"]].status == "created" for d in good)
+
+        dlq = await read_topic(settings.kafka, settings.topics.dlq)
+        assert sorted(r.key for r in dlq) == [b"bad-1", b"big-1"]
+        for record in dlq:
+            headers = header_dict(record.headers)
+            assert headers[H_ERROR_STAGE] == "upload"
+            assert headers[H_ERROR_CLASS] == "AttemptError"
+            assert headers[H_ERROR_MESSAGE].startswith("HTTP 4")
+        assert {r.value for r in dlq} == {arc_bytes(too_big), arc_bytes(not_a_crate)}
+
+        # Offsets were committed past the failures, to the end of the partition.
+        consumer = make_consumer(settings.kafka, [], settings.uploader.group_id)
+        await start_client(consumer, settings.kafka)
+        try:
+            assert await consumer.committed(TopicPartition(settings.topics.arcs, 0)) == last_offset + 1
+        finally:
+            await stop_consumer(consumer)
+
+    asyncio.run(scenario())
