@@ -47,18 +47,14 @@ def add_commands(subparsers: Any) -> None:
         "written to the origin topic again since are skipped as superseded.",
     )
     d.add_argument("--to-topic", help="republish everything to this topic instead of each record's origin")
-    d.add_argument(
-        "--group", default=DEFAULT_GROUP, help=f"progress-tracking group (default {DEFAULT_GROUP})"
-    )
+    d.add_argument("--group", default=DEFAULT_GROUP, help=f"progress-tracking group (default {DEFAULT_GROUP})")
     d.add_argument("--dry-run", action="store_true", help="print what would be republished, send nothing")
     d.add_argument("--json", action="store_true", help="print one JSON object per record")
     d.set_defaults(handler=_replay_dlq)
 
     connect = subparsers.add_parser("connect", help="Kafka Connect (the compose deployment's Debezium)")
     connect_sub = connect.add_subparsers(dest="connect_command", required=True, metavar="ACTION")
-    r = connect_sub.add_parser(
-        "register", help="create or update a connector from a JSON file and wait until it runs"
-    )
+    r = connect_sub.add_parser("register", help="create or update a connector from a JSON file and wait until it runs")
     r.add_argument("file", type=Path, help='connector file: {"name": ..., "config": {...}}')
     r.add_argument("--url", default="http://127.0.0.1:8083", help="Kafka Connect REST URL")
     r.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for RUNNING")
@@ -92,9 +88,7 @@ def format_resets(resets: Sequence[PartitionReset], *, dry_run: bool = False) ->
         for r in resets
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
-    ]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
     if dry_run:
         lines.append("dry run: nothing changed")
     return lines
@@ -118,9 +112,7 @@ def _replay_dlq(args: argparse.Namespace) -> int:
             print(json.dumps(_item_json(item)))
     else:
         for item in items:
-            origin = (
-                f"{item.origin.topic}/{item.origin.partition}/{item.origin_offset}" if item.origin else "-"
-            )
+            origin = f"{item.origin.topic}/{item.origin.partition}/{item.origin_offset}" if item.origin else "-"
             where = f" -> {item.to_topic}" if item.to_topic else ""
             print(f"{item.action:<11}  {item.key}  origin {origin}  error {item.error_class or '-'}{where}")
         counts = Counter(item.action for item in items)

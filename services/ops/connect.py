@@ -61,23 +61,15 @@ def register(
         action = "created" if response.status_code == 201 else "updated"
         while True:
             status = _status(client, name, deadline, poll_s)
-            states = [status.get("connector", {}).get("state")] + [
-                t.get("state") for t in status.get("tasks", [])
-            ]
-            failed = [
-                t
-                for t in [status.get("connector", {}), *status.get("tasks", [])]
-                if t.get("state") == "FAILED"
-            ]
+            states = [status.get("connector", {}).get("state")] + [t.get("state") for t in status.get("tasks", [])]
+            failed = [t for t in [status.get("connector", {}), *status.get("tasks", [])] if t.get("state") == "FAILED"]
             if failed:
                 trace = str(failed[0].get("trace") or "no trace").strip().splitlines()[0]
                 raise ConnectorError(f"connector {name!r} failed: {trace}")
             if status.get("tasks") and all(state == "RUNNING" for state in states):
                 return action, status
             if time.monotonic() >= deadline:
-                raise ConnectorError(
-                    f"connector {name!r} not running after {timeout_s:.0f}s (states: {states})"
-                )
+                raise ConnectorError(f"connector {name!r} not running after {timeout_s:.0f}s (states: {states})")
             time.sleep(poll_s)
 
 

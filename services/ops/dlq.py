@@ -27,6 +27,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from services.common.config import Settings
 from services.common.errors import ConfigError
 from services.common.kafka.clients import make_consumer, make_producer, start_client
+from services.common.kafka.reading import true_end
 from services.common.records import (
     H_ERROR_CLASS,
     H_ERROR_MESSAGE,
@@ -112,11 +113,13 @@ async def _unhandled(
 async def _read_until(
     consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]
 ) -> list[ConsumerRecord[bytes, bytes]]:
+    """Records up to ``ends`` (corrected in place by fetch highwaters, see :func:`true_end`)."""
     records: list[ConsumerRecord[bytes, bytes]] = []
     remaining = {tp for tp, end in ends.items() if await consumer.position(tp) < end}
     while remaining:
         batches = await consumer.getmany(*remaining, timeout_ms=1000)
         for tp, batch in batches.items():
+            ends[tp] = true_end(consumer, tp, ends[tp])
             records += [record for record in batch if record.offset < ends[tp]]
         for tp in list(remaining):
             if await consumer.position(tp) >= ends[tp]:

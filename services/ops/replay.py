@@ -140,9 +140,7 @@ async def replay(
 async def _refuse_if_active(admin: AIOKafkaAdminClient, group: str) -> None:
     description = await describe_group(admin, group)
     if description.members:
-        members = ", ".join(
-            f"{m.client_id or '?'}@{m.client_host or '?'} ({m.member_id})" for m in description.members
-        )
+        members = ", ".join(f"{m.client_id or '?'}@{m.client_host or '?'} ({m.member_id})" for m in description.members)
         raise GroupActiveError(
             f"consumer group {group!r} is {description.state} with {len(description.members)} member(s): "
             f"{members}; stop its consumers first, then run replay again"
@@ -176,9 +174,7 @@ async def _partitions(
     ]
 
 
-async def _committed(
-    consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
-) -> dict[TopicPartition, int]:
+async def _committed(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
     """Committed offsets of the consumer's group (partitions without one are left out).
 
     Read per partition through the group's consumer rather than the admin
@@ -234,10 +230,7 @@ async def _target_offsets(
         found = await consumer.offsets_for_times({tp: target.timestamp_ms for tp in partitions})
         # No message at or after the time: start at the end (nothing to re-read). Kafka says so
         # with no answer; the dev broker answers offset 0 with timestamp -1.
-        return {
-            tp: end[tp] if (hit := found.get(tp)) is None or hit.timestamp < 0 else hit.offset
-            for tp in partitions
-        }
+        return {tp: end[tp] if (hit := found.get(tp)) is None or hit.timestamp < 0 else hit.offset for tp in partitions}
     assert target.offsets is not None
     wanted = {tp: target.offsets[tp.topic][tp.partition] for tp in partitions}
     outside = [
@@ -252,9 +245,7 @@ async def _target_offsets(
 
 async def _commit(consumer: AIOKafkaConsumer, group: str, offsets: dict[TopicPartition, int]) -> None:
     try:
-        await consumer.commit(
-            {tp: OffsetAndMetadata(offset, "arcstream replay") for tp, offset in offsets.items()}
-        )
+        await consumer.commit({tp: OffsetAndMetadata(offset, "arcstream replay") for tp, offset in offsets.items()})
     except KafkaError as exc:
         raise GroupActiveError(
             f"the broker refused the reset of {group!r} ({type(exc).__name__}): "

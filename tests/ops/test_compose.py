@@ -160,9 +160,7 @@ def test_images_are_pinned(services: dict[str, dict[str, Any]]) -> None:
         assert tag and tag != "latest", f"{name}: image {image!r} is not pinned"
     dockerfile = (COMPOSE_DIR / "Dockerfile").read_text(encoding="utf-8")
     base = re.search(r"^FROM\s+(\S+)", dockerfile, re.MULTILINE)
-    assert base and re.fullmatch(r"python:3\.12\.\d+-\S+", base.group(1)), (
-        "Dockerfile base is pinned Python 3.12"
-    )
+    assert base and re.fullmatch(r"python:3\.12\.\d+-\S+", base.group(1)), "Dockerfile base is pinned Python 3.12"
 
 
 def test_dockerfile_copies_files_that_exist_and_runs_arcstream(services: dict[str, dict[str, Any]]) -> None:
@@ -192,9 +190,7 @@ def test_dependencies_volumes_and_ports_are_consistent(
             condition = rule.get("condition", "service_started")
             if condition == "service_healthy":
                 check = services[target].get("healthcheck", {})
-                assert check.get("test") and not check.get("disable"), (
-                    f"{name} waits for {target}'s healthcheck"
-                )
+                assert check.get("test") and not check.get("disable"), f"{name} waits for {target}'s healthcheck"
             elif condition == "service_completed_successfully":
                 assert services[target].get("restart") == "no", f"{target} must be a one-shot job for {name}"
             else:
@@ -207,9 +203,7 @@ def test_dependencies_volumes_and_ports_are_consistent(
                 assert source in compose.get("volumes", {}), f"{name} uses undeclared volume {source}"
         long_running = svc.get("restart") != "no"
         check = svc.get("healthcheck", {})
-        assert not long_running or (check.get("test") and not check.get("disable")), (
-            f"{name} has no healthcheck"
-        )
+        assert not long_running or (check.get("test") and not check.get("disable")), f"{name} has no healthcheck"
     host_ports = [port.split(":")[0] for svc in services.values() for port in svc.get("ports", [])]
     assert len(host_ports) == len(set(host_ports)), f"host ports collide: {host_ports}"
 
@@ -233,9 +227,7 @@ def test_every_service_environment_is_read_by_the_config_model(
         env = environment(svc)
         assert unknown_settings_keys(env) == [], name
         others = {k for k in env if not k.startswith("ARCSTREAM_") and k not in WELL_KNOWN_ENV}
-        assert others <= INIT_SCRIPT_VARS, (
-            f"{name} sets variables nothing reads: {sorted(others - INIT_SCRIPT_VARS)}"
-        )
+        assert others <= INIT_SCRIPT_VARS, f"{name} sets variables nothing reads: {sorted(others - INIT_SCRIPT_VARS)}"
         settings = settings_from(env, monkeypatch)
         assert settings.log_format == "json", name
         assert settings.kafka.bootstrap_servers == env["KAFKA_BOOTSTRAP_SERVERS"], name
@@ -301,14 +293,11 @@ def test_urls_point_at_services_that_listen_there(
     assert environment(services["connect"])["BOOTSTRAP_SERVERS"] == kafka_internal
     assert "wal_level=logical" in services["postgres"]["command"]
     assert any(
-        v.endswith("/docker-entrypoint-initdb.d/01-source-contract.sql:ro")
-        for v in services["postgres"]["volumes"]
+        v.endswith("/docker-entrypoint-initdb.d/01-source-contract.sql:ro") for v in services["postgres"]["volumes"]
     )
 
 
-def test_prometheus_scrapes_every_service(
-    services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_prometheus_scrapes_every_service(services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
     config = yaml.safe_load((COMPOSE_DIR / "prometheus" / "prometheus.yml").read_text(encoding="utf-8"))
     targets = {
         target
@@ -335,9 +324,7 @@ def _source_tables() -> list[str]:
 def test_topics_agree_between_services_connector_and_connect(
     services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    all_settings = [
-        settings_from(environment(svc), monkeypatch) for svc in arcstream_services(services).values()
-    ]
+    all_settings = [settings_from(environment(svc), monkeypatch) for svc in arcstream_services(services).values()]
     assert len({s.topics.prefix for s in all_settings}) == 1
     assert len({s.topics.partitions for s in all_settings}) == 1
     assert len({s.cdc.topic_prefix for s in all_settings}) == 1

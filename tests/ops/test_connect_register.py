@@ -117,8 +117,7 @@ def test_a_failed_task_fails_with_connects_error(connect: FakeConnect) -> None:
                     {
                         "id": 0,
                         "state": "FAILED",
-                        "trace": "org.postgresql.util.PSQLException: "
-                        "password authentication failed\n\tat ...",
+                        "trace": "org.postgresql.util.PSQLException: password authentication failed\n\tat ...",
                     }
                 ],
             },

@@ -103,9 +103,7 @@ def test_replay_to_earliest_rewinds_every_topic_of_the_group(settings: Settings)
 
     resets = run(replay(settings, "g-builder", ReplayTarget(kind="earliest")))
 
-    assert [(r.topic, r.partition, r.before, r.after, r.end) for r in resets] == [
-        (topic, p, 3, 0, 3) for p in range(3)
-    ]
+    assert [(r.topic, r.partition, r.before, r.after, r.end) for r in resets] == [(topic, p, 3, 0, 3) for p in range(3)]
     assert run(committed(settings, "g-builder", topic)) == {0: 0, 1: 0, 2: 0}
 
 
