@@ -35,12 +35,13 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _UNTIMED_PREFIXES = ("/v3/liveness", "/v3/readiness", "/v3/health", "/_store/")
 _WRITE_METHODS = frozenset({"POST", "PATCH", "DELETE"})
+#: Set by handlers for the request log: which ARC a request was about, and the wait a 503 named.
+IDENTIFIER = web.RequestKey("identifier", str)
+RETRY_AFTER = web.RequestKey("retry_after", float)
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
-    )
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json", headers=headers)
 
 
 def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -85,8 +86,7 @@ class StoreApp:
         if length is not None and length > self.faults.max_body_bytes:
             response: web.StreamResponse = _error(
                 413,
-                f"request body of {length} bytes exceeds this server's limit of "
-                f"{self.faults.max_body_bytes} bytes",
+                f"request body of {length} bytes exceeds this server's limit of {self.faults.max_body_bytes} bytes",
             )
         else:
             try:
@@ -97,9 +97,9 @@ class StoreApp:
             entry = {
                 "method": request.method,
                 "path": request.path,
-                "identifier": request.get("identifier"),
+                "identifier": request.get(IDENTIFIER),
                 "status": response.status,
-                "retry_after": request.get("retry_after"),
+                "retry_after": request.get(RETRY_AFTER),
                 "received": received,
                 "answered": time.monotonic(),
             }
@@ -110,7 +110,7 @@ class StoreApp:
         if request.method not in _WRITE_METHODS or not self.faults.should_fail():
             return None
         header, seconds = self.faults.retry_after()
-        request["retry_after"] = seconds
+        request[RETRY_AFTER] = seconds
         return _error(503, "injected overload, retry later", {"Retry-After": header})
 
     async def _body(self, request: web.Request) -> dict[str, tuple[Any, str]]:
@@ -149,7 +149,7 @@ class StoreApp:
             if harvest_id is not None:
                 self.repo.harvest(harvest_id).errors += 1
             return _error(422, f"invalid ARC RO-Crate: {exc}")
-        request["identifier"] = identifier
+        request[IDENTIFIER] = identifier
         failure = self._injected_failure(request)
         if failure is not None:
             return failure
@@ -179,8 +179,7 @@ class StoreApp:
                     "last_seen": meta.last_seen,
                 },
                 "events": [
-                    {"timestamp": event["timestamp"], "type": event["type"], "message": ""}
-                    for event in meta.events
+                    {"timestamp": event["timestamp"], "type": event["type"], "message": ""} for event in meta.events
                 ],
             }
         )
@@ -215,7 +214,7 @@ class StoreApp:
             meta = await self.repo.delete_arc(request.match_info["arc_id"])
         except NotFoundError as exc:
             return _error(404, str(exc))
-        request["identifier"] = meta.identifier
+        request[IDENTIFIER] = meta.identifier
         return _json({"arc_id": meta.arc_id, "status": "deleted", "message": "ARC deleted"})
 
     # -- harvests ------------------------------------------------------------------------------
