@@ -2,7 +2,7 @@
 
 Every DLQ record carries its origin (``arcstream.origin.topic/partition/offset``
 headers). Each one is republished, with its key, value and metadata headers but
-without the error headers, to its origin topic and partition (or to
+without the error and origin headers, to its origin topic and partition (or to
 ``--to-topic``), so the stage that failed on it processes it again.
 
 Two rules keep this safe:
@@ -42,7 +42,10 @@ from services.common.records import (
 DEFAULT_GROUP = "arcstream-dlq-replay"
 #: Where a republished record came from (``<dlq topic>/<partition>/<offset>``), for a person in Kafka UI.
 H_REPLAYED_FROM = "arcstream.replayed.from"
-_DROPPED_HEADERS = frozenset({H_ERROR_CLASS, H_ERROR_MESSAGE, H_ERROR_STAGE, H_REPLAYED_FROM})
+#: Error and origin headers describe the failure, not the message: a new failure writes fresh ones.
+_DROPPED_HEADERS = frozenset(
+    {H_ERROR_CLASS, H_ERROR_MESSAGE, H_ERROR_STAGE, H_ORIGIN_TOPIC, H_ORIGIN_PARTITION, H_ORIGIN_OFFSET, H_REPLAYED_FROM}
+)
 
 Action = Literal["republished", "superseded", "no-origin"]
 

@@ -96,7 +96,7 @@ def test_republishes_to_the_origin_without_error_headers_once(settings: Settings
     headers = header_dict(origin[-1].headers)
     assert headers[H_RUN_ID] == "run-1"
     assert headers[H_REPLAYED_FROM] == f"{settings.topics.dlq}/0/0"
-    assert not {H_ERROR_CLASS, H_ERROR_MESSAGE, H_ERROR_STAGE} & headers.keys()
+    assert not {H_ERROR_CLASS, H_ERROR_MESSAGE, H_ERROR_STAGE, H_ORIGIN_TOPIC, H_ORIGIN_OFFSET} & headers.keys()
     # A second run finds nothing new: each dead letter is replayed once.
     assert run(replay_dlq(settings)) == []
     assert len(records(settings, settings.topics.investigations)) == 2
