@@ -43,8 +43,8 @@ DEFAULT_GROUP = "arcstream-dlq-replay"
 #: Where a republished record came from (``<dlq topic>/<partition>/<offset>``), for a person in Kafka UI.
 H_REPLAYED_FROM = "arcstream.replayed.from"
 #: Error and origin headers describe the failure, not the message: a new failure writes fresh ones.
-_DROPPED_HEADERS = frozenset(
-    {H_ERROR_CLASS, H_ERROR_MESSAGE, H_ERROR_STAGE, H_ORIGIN_TOPIC, H_ORIGIN_PARTITION, H_ORIGIN_OFFSET, H_REPLAYED_FROM}
+_DROPPED_HEADERS = frozenset({H_ERROR_CLASS, H_ERROR_MESSAGE, H_ERROR_STAGE, H_REPLAYED_FROM}) | frozenset(
+    {H_ORIGIN_TOPIC, H_ORIGIN_PARTITION, H_ORIGIN_OFFSET}
 )
 
 Action = Literal["republished", "superseded", "no-origin"]
