@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from services.common.config import load_settings
+from services.common.config_reference import effective_settings, render_reference
 from services.common.devstack import stack
 from services.common.devstack.state import read_state
 from services.common.errors import StackError
@@ -24,8 +25,15 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--no-store", action="store_true", help="do not start the local ARC store")
     p.set_defaults(handler=_dev_up)
     dev_sub.add_parser("down", help="stop what 'dev up' started").set_defaults(handler=_dev_down)
-    dev_sub.add_parser("env", help="print the stack's settings as shell export lines").set_defaults(
-        handler=_dev_env
+    dev_sub.add_parser("env", help="print the stack's settings as shell export lines").set_defaults(handler=_dev_env)
+
+    config = subparsers.add_parser("config", help="configuration")
+    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    config_sub.add_parser("show", help="print the effective settings (secrets masked)").set_defaults(
+        handler=_config_show
+    )
+    config_sub.add_parser("reference", help="print the configuration reference table").set_defaults(
+        handler=_config_reference
     )
 
     schemas = subparsers.add_parser("schemas", help="JSON Schemas in schemas/")
@@ -80,4 +88,14 @@ def _topics_ensure(args: argparse.Namespace) -> int:
 def _schemas_write(args: argparse.Namespace) -> int:
     for path in write_schemas():
         print(path)
+    return 0
+
+
+def _config_show(args: argparse.Namespace) -> int:
+    print(json.dumps(effective_settings(load_settings()), indent=2))
+    return 0
+
+
+def _config_reference(args: argparse.Namespace) -> int:
+    print(render_reference(), end="")
     return 0

@@ -185,12 +185,19 @@ async def extract_shard(
         await conn.close()
 
 
-def _shard_process(
-    settings: Settings, snapshot_id: str, shard: int, shards: int, run_id: str, queue: Any
-) -> ShardResult:
-    """Entry point of a shard worker process."""
+_progress_queue: Any = None
+
+
+def _init_shard_process(queue: Any) -> None:
+    """Pool initializer: keep the progress queue (queues cannot travel as task arguments)."""
+    global _progress_queue
+    _progress_queue = queue
     tune_gc_for_batch_work()
-    return asyncio.run(extract_shard(settings, snapshot_id, shard, shards, run_id, {}, queue.put))
+
+
+def _shard_process(settings: Settings, snapshot_id: str, shard: int, shards: int, run_id: str) -> ShardResult:
+    """Entry point of a shard worker process."""
+    return asyncio.run(extract_shard(settings, snapshot_id, shard, shards, run_id, {}, _progress_queue.put))
 
 
 async def _run_shards(
@@ -199,10 +206,10 @@ async def _run_shards(
     """Run every shard in its own process; relay their progress while waiting."""
     loop = asyncio.get_running_loop()
     context = multiprocessing.get_context("spawn")
-    with context.Manager() as manager, ProcessPoolExecutor(workers, mp_context=context) as pool:
-        queue = manager.Queue()
+    queue = context.Queue()
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_shard_process, initargs=(queue,)) as pool:
         futures = [
-            loop.run_in_executor(pool, _shard_process, settings, snapshot_id, shard, workers, run_id, queue)
+            loop.run_in_executor(pool, _shard_process, settings, snapshot_id, shard, workers, run_id)
             for shard in range(workers)
         ]
         done = asyncio.gather(*futures)

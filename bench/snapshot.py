@@ -1,0 +1,104 @@
+"""Snapshot extractor benchmark: investigations/s and peak RSS for N = 2,000 and 20,000 (profile small).
+
+Starts its own single-machine stack (or uses DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS),
+fills a fresh database per N with ``arcstream gen``, runs ``arcstream extract snapshot``
+as a child process and samples the RSS of its whole process tree (the extractor
+uses one process per core). Prints one JSON object.
+
+    python bench/snapshot.py [--sizes 2000 20000] [--workers N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+import psycopg
+
+from services.common.devstack import stack
+
+
+def _tree_rss(process: psutil.Process) -> int:
+    total = 0
+    for member in [process, *process.children(recursive=True)]:
+        try:
+            total += member.memory_info().rss
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
+def _run_measured(args: list[str], env: dict[str, str]) -> tuple[dict[str, object], int]:
+    child = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    process = psutil.Process(child.pid)
+    peak = 0
+    while child.poll() is None:
+        try:
+            peak = max(peak, _tree_rss(process))
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.05)
+    stdout = child.stdout.read() if child.stdout else ""
+    if child.returncode != 0:
+        raise SystemExit(f"extract failed with exit code {child.returncode}")
+    return json.loads(stdout.strip().splitlines()[-1]), peak
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 20000])
+    parser.add_argument("--workers", type=int, default=None)
+    args = parser.parse_args()
+
+    state_dir = Path(tempfile.mkdtemp(prefix="arcstream-bench-"))
+    state = stack.up(state_dir, with_store=False)
+    assert state.postgres is not None and state.broker is not None
+    results = []
+    try:
+        for n in args.sizes:
+            database = f"bench_{uuid.uuid4().hex[:8]}"
+            with psycopg.connect(state.postgres.url, autocommit=True) as conn:
+                conn.execute(f'CREATE DATABASE "{database}"')
+            env = {
+                **os.environ,
+                "DATABASE_URL": state.postgres.url.rsplit("/", 1)[0] + f"/{database}",
+                "KAFKA_BOOTSTRAP_SERVERS": state.broker.url,
+                "ARCSTREAM_TOPICS__PREFIX": f"bench{n}{uuid.uuid4().hex[:4]}",
+                "ARCSTREAM_STATE_DIR": str(state_dir / "none"),
+            }
+            cli = [sys.executable, "-m", "services.cli"]
+            subprocess.run(
+                [*cli, "gen", "-n", str(n), "--profile", "small", "--seed", "1"],
+                env=env,
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+            extra = ["--workers", str(args.workers)] if args.workers else []
+            summary, peak = _run_measured([*cli, "extract", "snapshot", "--no-progress", *extra], env)
+            results.append(
+                {
+                    "investigations": n,
+                    "published": summary["published"],
+                    "duration_s": summary["duration_s"],
+                    "investigations_per_s": summary["rate_per_s"],
+                    "peak_rss_mb": round(peak / 2**20, 1),
+                }
+            )
+    finally:
+        stack.down(state_dir)
+    report: dict[str, object] = {"benchmark": "snapshot", "profile": "small", "cores": os.cpu_count(), "runs": results}
+    if len(results) >= 2:
+        report["rss_ratio_largest_to_smallest"] = round(results[-1]["peak_rss_mb"] / results[0]["peak_rss_mb"], 3)  # type: ignore[operator]
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
