@@ -115,7 +115,7 @@ async def replay(
         consumer = make_consumer(settings.kafka, [], group_id=group)
         await start_client(consumer, settings.kafka)
         try:
-            before = await _committed(consumer, all_partitions)
+            before = await _committed(admin, group, all_partitions)
             partitions = _select(all_partitions, before, target, topics, group)
             consumer.assign(partitions)
             begin = await consumer.beginning_offsets(partitions)
@@ -124,7 +124,7 @@ async def replay(
             if not dry_run:
                 await _refuse_if_active(admin, group)
                 await _commit(consumer, group, wanted)
-                after = await _committed(consumer, partitions)
+                after = await _committed(admin, group, partitions)
             else:
                 after = wanted
         finally:
@@ -174,18 +174,21 @@ async def _partitions(
     ]
 
 
-async def _committed(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
-    """Committed offsets of the consumer's group (partitions without one are left out).
+async def _committed(
+    admin: AIOKafkaAdminClient, group: str, partitions: list[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """Committed offsets of ``group`` (partitions without one are left out), in one request.
 
-    Read per partition through the group's consumer rather than the admin
-    client's "all offsets" request, which the dev broker cannot answer.
+    The partitions are always named: the dev broker cannot answer the
+    "every partition of the group" form of this request.
     """
-    committed: dict[TopicPartition, int] = {}
-    for tp in partitions:
-        offset = await consumer.committed(tp)
-        if offset is not None and offset >= 0:
-            committed[tp] = offset
-    return committed
+    if not partitions:
+        return {}
+    try:
+        offsets = await admin.list_consumer_group_offsets(group, partitions=partitions)
+    except KafkaError as exc:
+        raise BrokerUnavailableError(f"cannot read the committed offsets of {group!r}: {exc}") from exc
+    return {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
 
 
 def _select(
