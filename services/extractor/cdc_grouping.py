@@ -7,10 +7,11 @@ transaction is complete when its END arrived *and* as many events as END
 counts. Without transaction metadata (or for snapshot reads) a change goes
 straight to the pending set.
 
-Complete transactions join a pending set that is flushed ``debounce`` after
-its first entry, so a burst of small transactions on one investigation
-becomes one re-read instead of one per transaction; latency stays bounded by
-the debounce. A transaction still incomplete after ``transaction_timeout``
+Complete transactions join a pending set. Flushes are spaced at least
+``debounce`` apart: a change after a quiet spell is flushed at once, while a
+burst of small transactions on one investigation collapses into one re-read
+per window instead of one per transaction; latency stays bounded by the
+debounce. A transaction still incomplete after ``transaction_timeout``
 (END lost to a committed offset before a restart, events we could not parse)
 is flushed anyway: the re-read sees committed data either way, grouping only
 saves work.
@@ -38,9 +39,7 @@ class Group:
     def add(self, roots: set[str], commit_ts_ms: int | None) -> None:
         for root in roots:
             known = self.roots.get(root)
-            if root not in self.roots or (
-                commit_ts_ms is not None and (known is None or commit_ts_ms < known)
-            ):
+            if root not in self.roots or (commit_ts_ms is not None and (known is None or commit_ts_ms < known)):
                 self.roots[root] = commit_ts_ms
 
     def merge(self, other: Group) -> None:
@@ -73,6 +72,7 @@ class ChangeGrouper:
         self._open: dict[str, _Transaction] = {}
         self._pending = Group()
         self._pending_since: float | None = None
+        self._last_flush = float("-inf")
 
     def change(
         self, position: Position, tx_id: str | None, roots: set[str], commit_ts_ms: int | None, now: float
@@ -100,11 +100,12 @@ class ChangeGrouper:
         self._to_pending(now).positions.append(position)
 
     def due(self, now: float) -> Group | None:
-        """The group to flush now, if its debounce window (or a transaction's timeout) has passed."""
+        """The group to flush now: something is pending and the last flush is ``debounce`` ago."""
         for tx_id in [t for t, tx in self._open.items() if now - tx.opened >= self._timeout]:
             self._to_pending(now).merge(self._open.pop(tx_id).group)
-        if self._pending_since is None or now - self._pending_since < self._debounce:
+        if self._pending_since is None or now < self._last_flush + self._debounce:
             return None
+        self._last_flush = now
         return self._take()
 
     def drain(self) -> Group:
@@ -123,7 +124,7 @@ class ChangeGrouper:
         """Time until :meth:`due` may return something, or ``None`` when nothing is held."""
         deadlines = [tx.opened + self._timeout for tx in self._open.values()]
         if self._pending_since is not None:
-            deadlines.append(self._pending_since + self._debounce)
+            deadlines.append(max(self._pending_since, self._last_flush + self._debounce))
         return max(0.0, min(deadlines) - now) if deadlines else None
 
     def _close_if_complete(self, tx_id: str, now: float) -> None:

@@ -104,22 +104,27 @@ def test_a_transaction_flushes_once_complete_even_when_end_arrives_first() -> No
     grouper.change((TP, 10), "7", {"INV-1"}, 1000, now=0.1)
     assert grouper.due(now=0.5) is None, "one event of two is missing"
     grouper.change((TP, 11), "7", {"INV-2"}, 900, now=0.6)
-    assert grouper.due(now=0.7) is None, "still inside the debounce window"
-    group = grouper.due(now=1.0)
-    assert group is not None
+    group = grouper.due(now=0.6)
+    assert group is not None, "complete after a quiet spell: flushed at once"
     assert group.roots == {"INV-1": 1000, "INV-2": 900}
     assert sorted(group.positions) == sorted([(TX, 1), (TP, 10), (TP, 11)])
 
 
-def test_transactions_in_one_window_coalesce_and_keep_the_oldest_commit_time() -> None:
+def test_a_burst_of_transactions_coalesces_into_one_flush_per_window() -> None:
     grouper = ChangeGrouper(debounce_s=0.3, transaction_timeout_s=5)
-    for i, tx in enumerate(("1", "2", "3")):
-        grouper.change((TP, i), tx, {"INV-1"}, 1000 + i, now=0.01 * i)
-        grouper.end((TX, i), tx, event_count=1, now=0.01 * i)
-    group = grouper.due(now=0.4)
-    assert group is not None and group.roots == {"INV-1": 1000}
-    assert len(group.positions) == 6
-    assert grouper.seconds_to_next(now=0.5) is None
+    grouper.change((TP, 0), "1", {"INV-1"}, 1000, now=0.0)
+    grouper.end((TX, 0), "1", event_count=1, now=0.0)
+    first = grouper.due(now=0.0)
+    assert first is not None and first.roots == {"INV-1": 1000}
+    for i, tx in enumerate(("2", "3", "4"), start=1):
+        grouper.change((TP, i), tx, {"INV-1"}, 1000 + i, now=0.05 * i)
+        grouper.end((TX, i), tx, event_count=1, now=0.05 * i)
+        assert grouper.due(now=0.05 * i) is None, "flushes are spaced by the debounce"
+    assert grouper.seconds_to_next(now=0.2) == pytest.approx(0.1)
+    second = grouper.due(now=0.3)
+    assert second is not None and second.roots == {"INV-1": 1001}, "the oldest commit time is kept"
+    assert len(second.positions) == 6
+    assert grouper.seconds_to_next(now=0.4) is None
 
 
 def test_an_incomplete_transaction_is_flushed_after_its_timeout() -> None:
@@ -127,16 +132,17 @@ def test_an_incomplete_transaction_is_flushed_after_its_timeout() -> None:
     grouper.change((TP, 1), "9", {"INV-9"}, None, now=0.0)
     assert grouper.due(now=1.0) is None
     assert grouper.seconds_to_next(now=1.0) == pytest.approx(1.0)
-    assert grouper.due(now=2.0) is None, "moved to pending: the debounce window starts now"
-    group = grouper.due(now=2.4)
+    group = grouper.due(now=2.0)
     assert group is not None and group.roots == {"INV-9": None}
 
 
 def test_changes_without_transaction_metadata_are_debounced_and_drain_takes_everything() -> None:
     grouper = ChangeGrouper(debounce_s=0.3, transaction_timeout_s=5)
     grouper.change((TP, 1), None, {"INV-1"}, 5, now=0.0)
-    grouper.change((TP, 2), "4", {"INV-2"}, 6, now=0.0)
+    assert grouper.due(now=0.0) is not None
+    grouper.change((TP, 2), None, {"INV-2"}, 6, now=0.1)
+    grouper.change((TP, 3), "4", {"INV-3"}, 7, now=0.1)
     assert grouper.due(now=0.1) is None
     drained = grouper.drain()
-    assert drained.roots == {"INV-1": 5, "INV-2": 6}
+    assert drained.roots == {"INV-2": 6, "INV-3": 7}
     assert not grouper.drain()
