@@ -31,7 +31,7 @@ def _identifier_map(identifiers: list[str], what: str) -> dict[str, str]:
     node_ids: dict[str, str] = {}
     for original in identifiers:
         if original in mapping:
-            raise MappingError(f"two {what}s with identifier '{original}' (their other fields differ)")
+            raise MappingError(f"two {what} entries with identifier '{original}' (their other fields differ)")
         encoded = encode_identifier(original, f"a {what}")
         # arctrl derives process node ids from identifiers with spaces replaced by underscores.
         node_id = encoded.replace(" ", "_")
@@ -191,9 +191,7 @@ def _target[T](targets: dict[str, T], ref: str | None, what: str, kind: str) -> 
     return targets[ref]
 
 
-def _add_tables(
-    payload: InvestigationPayload, studies: dict[str, ArcStudy], assays: dict[str, ArcAssay]
-) -> None:
+def _add_tables(payload: InvestigationPayload, studies: dict[str, ArcStudy], assays: dict[str, ArcAssay]) -> None:
     nodes = NodeNames()
     names: dict[tuple[str, str], dict[str, str]] = {}
     for table in payload.annotation_tables:

@@ -19,8 +19,11 @@ from contextlib import asynccontextmanager
 
 from pebble import ProcessExpired, ProcessPool
 
-from services.builder.worker import BuildResult, build, decode_result, init_worker
-from services.common.errors import BuildTimeoutError
+from services.builder.worker import BuildResult, build, decode_result, init_worker, ready
+from services.common.errors import BuildTimeoutError, ConfigError
+
+#: Spawning a worker and importing an engine (arctrl ~0.5 s) on a loaded machine.
+STARTUP_TIMEOUT_S = 120.0
 
 
 class BuildPool:
@@ -50,12 +53,17 @@ class BuildPool:
         try:
             frame: bytes = await asyncio.wrap_future(future)
         except TimeoutError as exc:
-            raise BuildTimeoutError(
-                f"build ran past {self.timeout_s:g} s; its worker was killed and replaced"
-            ) from exc
+            raise BuildTimeoutError(f"build ran past {self.timeout_s:g} s; its worker was killed and replaced") from exc
         except ProcessExpired as exc:
             return BuildResult(error_class="WorkerExited", error_message=f"build worker died: {exc}")
         return decode_result(frame)
+
+    async def check(self) -> None:
+        """Make sure workers can load the engine before consuming; a broken engine is a config error."""
+        try:
+            await asyncio.wrap_future(self._pool.schedule(ready, timeout=STARTUP_TIMEOUT_S))
+        except Exception as exc:
+            raise ConfigError(f"build workers cannot start the engine: {type(exc).__name__}: {exc}") from exc
 
     async def close(self) -> None:
         """Stop the workers (running builds are abandoned) and wait for them to exit."""

@@ -45,6 +45,7 @@ from services.common import metrics
 from services.common.config import Settings
 from services.common.errors import BrokerUnavailableError, BuildTimeoutError
 from services.common.kafka.clients import make_consumer, make_producer, start_client
+from services.common.kafka.groups import stop_consumer
 from services.common.kafka.offsets import OffsetTracker
 from services.common.kafka.topics import ensure_topics
 from services.common.metrics_server import Readiness, serve_metrics
@@ -149,6 +150,7 @@ class BuilderService:
             self.settings.builder.max_builds_per_worker,
         )
         try:
+            await self._pool.check()
             self._producer = make_producer(kafka)
             await start_client(self._producer, kafka)
             self._consumer = make_consumer(kafka, [], self.group_id)
@@ -174,7 +176,7 @@ class BuilderService:
         for task in [t for tasks in self._pending.values() for t in tasks.values()]:
             task.cancel()
         if self._consumer is not None:
-            await self._consumer.stop()
+            await stop_consumer(self._consumer)  # leaves the group, so partitions move on at once
         if self._producer is not None:
             await self._producer.stop()
         if self._pool is not None:
@@ -300,9 +302,7 @@ class BuilderService:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the message could not be handled (e.g. broker gone): stop, re-read later
-            log.exception(
-                "cannot handle message; stopping", extra={"partition": tp.partition, "offset": record.offset}
-            )
+            log.exception("cannot handle message; stopping", extra={"partition": tp.partition, "offset": record.offset})
             if self._failure is None:
                 self._failure = exc
             self._stop.set()
@@ -337,9 +337,7 @@ class BuilderService:
             await asyncio.wait(earlier)
         if self._failure is not None:
             raise RuntimeError("an earlier message of this partition was not handled")
-        await self._send(
-            self.settings.topics.arcs, record.key, record.value, list(record.headers), record.partition
-        )
+        await self._send(self.settings.topics.arcs, record.key, record.value, list(record.headers), record.partition)
         metrics.message_out(STAGE)
 
     async def _tombstone(self, tp: TopicPartition, record: Record) -> None:
@@ -399,9 +397,7 @@ class BuilderService:
         )
         await asyncio.gather(
             self._send(self.settings.topics.arcs, record.key, result.arc_json, arc_headers, record.partition),
-            self._report(
-                identifier, headers, "built", duration_ms=duration_ms, content_hash=result.content_hash
-            ),
+            self._report(identifier, headers, "built", duration_ms=duration_ms, content_hash=result.content_hash),
         )
         metrics.message_out(STAGE)
 

@@ -34,6 +34,13 @@ def init_worker(engine: str) -> None:
     _engine = load_engine(engine)
 
 
+def ready() -> bytes:
+    """A no-op task: answering it proves the worker started and loaded its engine."""
+    if _engine is None:
+        raise RuntimeError("worker not initialised: init_worker was not called")
+    return b"ok"
+
+
 def parse_payload(payload_json: bytes) -> InvestigationPayload:
     """Validate a payload message; failures become :class:`PayloadError`."""
     data = loads(payload_json)

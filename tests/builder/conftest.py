@@ -108,9 +108,7 @@ def rich_payload(identifier: str = "inv-rich") -> InvestigationPayload:
         table_name="sequencing",
         columns=[
             Column(column_type="input", column_io_type="material_name", cells=cells("dna 1", "dna 2")),
-            Column(
-                column_type="output", column_io_type="data", cells=cells("reads_1.fastq", "reads_2.fastq")
-            ),
+            Column(column_type="output", column_io_type="data", cells=cells("reads_1.fastq", "reads_2.fastq")),
         ],
     )
     return InvestigationPayload(
@@ -154,9 +152,7 @@ def rich_payload(identifier: str = "inv-rich") -> InvestigationPayload:
                 affiliation="Institute",
                 roles=[oa("principal investigator", "http://purl.obolibrary.org/obo/MS_1002332")],
             ),
-            Contact(
-                target_type="study", target_ref="soil/2021.a", last_name="Curie", email="curie@example.org"
-            ),
+            Contact(target_type="study", target_ref="soil/2021.a", last_name="Curie", email="curie@example.org"),
             Contact(target_type="assay", target_ref="seq.1", first_name="Jane", last_name="Roe"),
         ],
         publications=[
@@ -189,9 +185,7 @@ def builder_settings(make_settings: Callable[..., Settings]) -> Callable[..., Se
 Message = tuple[bytes | None, bytes | None, list[tuple[str, bytes]], int | None]
 
 
-def payload_message(
-    payload: InvestigationPayload, partition: int | None = None, run_id: str | None = None
-) -> Message:
+def payload_message(payload: InvestigationPayload, partition: int | None = None, run_id: str | None = None) -> Message:
     """(key, value, headers, partition) of a payload as the extractor publishes it."""
     headers = [("arcstream.kind", b"payload"), ("arcstream.schema.version", b"1")]
     if run_id:

@@ -163,9 +163,7 @@ def test_round_trip_field_by_field() -> None:
             publication.pubmed_id,
             publication.authors,
         )
-        assert (got.Status.Name if got.Status else None) == (
-            publication.status.term if publication.status else None
-        )
+        assert (got.Status.Name if got.Status else None) == (publication.status.term if publication.status else None)
 
     for table in payload.annotation_tables:
         owner = studies[table.target_ref] if table.target_type == "study" else assays[table.target_ref]
@@ -183,9 +181,7 @@ def test_round_trip_field_by_field() -> None:
         for column in table.columns:
             if column.column_type == "performer":
                 agents = {
-                    graph[graph[pid]["agent"]["@id"]]["givenName"]
-                    for pid in graph
-                    if _is_process(graph[pid], table)
+                    graph[graph[pid]["agent"]["@id"]]["givenName"] for pid in graph if _is_process(graph[pid], table)
                 }
                 assert agents == {c.value for c in column.cells}
 
@@ -239,11 +235,11 @@ CANNOT_TAKE: dict[str, tuple[dict[str, Any], str]] = {
     "blank assay identifier": ({"assays": [Assay(identifier="  ")]}, "empty identifier"),
     "duplicate study": (
         {"studies": [Study(identifier="s1", title="a"), Study(identifier="s1", title="b")]},
-        "two studys",
+        "two study entries",
     ),
     "duplicate assay": (
         {"assays": [Assay(identifier="a1"), Assay(identifier="a1", title="x")]},
-        "two assays",
+        "two assay entries",
     ),
     "study ids sharing an RO-Crate id": (
         {"studies": [Study(identifier="s 1"), Study(identifier="s_1")]},
@@ -323,9 +319,7 @@ def test_cannot_take_cases_fail_with_a_precise_reason(case: str) -> None:
     fields, reason = CANNOT_TAKE[case]
     data = minimal_payload().model_dump() | fields
     payload = (
-        InvestigationPayload.model_construct(**data)
-        if case.startswith("blank inv")
-        else InvestigationPayload(**data)
+        InvestigationPayload.model_construct(**data) if case.startswith("blank inv") else InvestigationPayload(**data)
     )
     with pytest.raises(MappingError, match=re.escape(reason)):
         build_arc_json(payload)
@@ -345,9 +339,7 @@ def test_worker_frames_results_and_hashes_like_the_target_api(arctrl_worker: Non
     def strip(value: Any) -> Any:
         if isinstance(value, dict):
             return {
-                k: strip(v)
-                for k, v in value.items()
-                if k not in ("datePublished", "sdDatePublished", "dateModified")
+                k: strip(v) for k, v in value.items() if k not in ("datePublished", "sdDatePublished", "dateModified")
             }
         if isinstance(value, list):
             return [strip(v) for v in value]

@@ -82,8 +82,7 @@ def test_payloads_markers_tombstones_and_failures_flow_through(
         }
         assert next(r.value for r in dlq if r.key == b"inv-malformed") == b"{not json"
         assert all(
-            v["arcstream.origin.partition"] == "0" and v["arcstream.error.stage"] == "build"
-            for v in failed.values()
+            v["arcstream.origin.partition"] == "0" and v["arcstream.error.stage"] == "build" for v in failed.values()
         )
 
         outcomes = {(o["identifier"], o["status"]) for o in report}
@@ -113,9 +112,7 @@ def test_payloads_markers_tombstones_and_failures_flow_through(
     asyncio.run(scenario())
 
 
-def test_pause_engages_at_the_limit_and_releases(
-    builder_settings: Callable[..., Settings], tmp_path: Path
-) -> None:
+def test_pause_engages_at_the_limit_and_releases(builder_settings: Callable[..., Settings], tmp_path: Path) -> None:
     settings = builder_settings(max_concurrent_arc_builds=1, max_concurrent_tasks=1)
     gate = tmp_path / "gate"
     payloads = [minimal_payload("inv-gated", description_text=f"gate:{gate}")] + [
