@@ -136,17 +136,28 @@ async def drive(
     return commits
 
 
+def _title(record: ConsumerRecord[bytes, bytes]) -> str:
+    """The title a payload, or a captured change of "vInvestigation", carries."""
+    assert record.value is not None
+    value = loads(record.value)
+    row = value.get("after") if "op" in value else value
+    return str((row or {}).get("title") or "")
+
+
 def published_latencies(
     commits: list[tuple[str, int, float]], records: list[ConsumerRecord[bytes, bytes]], tag: str
 ) -> tuple[list[float], int]:
-    """Per update: first payload (producer timestamp) whose title sequence is at or past it."""
+    """Per update: first record (producer timestamp) whose title sequence is at or past it."""
     seen: dict[str, list[tuple[int, int]]] = {}
     for record in records:
         if record.value is None or record.key is None:
             continue
-        title = loads(record.value).get("title") or ""
+        title = _title(record)
         if title.startswith(f"{tag}-"):
-            seen.setdefault(record.key.decode(), []).append((int(title.rsplit("-", 1)[1]), record.timestamp))
+            # Change records are keyed {"identifier": ...}; payloads by the bare identifier.
+            key = loads(record.key) if record.key.startswith(b"{") else None
+            identifier = key["identifier"] if isinstance(key, dict) else record.key.decode()
+            seen.setdefault(identifier, []).append((int(title.rsplit("-", 1)[1]), record.timestamp))
     latencies: list[float] = []
     missing = 0
     for identifier, seq, commit_ms in commits:
@@ -245,8 +256,9 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
 
             payloads = Collector(settings, settings.topics.investigations)
             report = Collector(settings, settings.topics.report)
-            await payloads.start()
-            await report.start()
+            captured = Collector(settings, f"{settings.cdc.topic_prefix}.public.vInvestigation")
+            for collector in (payloads, report, captured):
+                await collector.start()
 
             def accepted() -> list[dict[str, Any]]:
                 found = [loads(r.value) for r in report.records if r.value is not None]
@@ -258,7 +270,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             result["warm_up_complete"] = warmed
             for rate in args.rates:
                 tag = f"r{rate}"
-                mark_p, mark_r = len(payloads.records), len(accepted())
+                mark_p, mark_r, mark_c = len(payloads.records), len(accepted()), len(captured.records)
                 commits = await drive(conn, identifiers, rate, args.duration, tag)
                 last = {identifier: seq for identifier, seq, _ in commits}
 
@@ -273,14 +285,16 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 # Uploads follow builds; give the tail time to arrive.
                 await wait_until(lambda: False, args.settle)
                 upload_latencies = [o["latency_ms"] for o in accepted()[mark_r:] if o.get("latency_ms") is not None]
+                captured_ms, _ = published_latencies(commits, captured.records[mark_c:], tag)
                 result["rates"][str(rate)] = {
                     "updates": len(commits),
+                    "commit_to_captured_ms": percentiles(captured_ms),
                     "commit_to_published_ms": percentiles(published) | {"not_published": missing},
                     "payloads_published": len(payloads.records) - mark_p,
                     "commit_to_accepted_ms": percentiles(upload_latencies),
                 }
-            await payloads.stop()
-            await report.stop()
+            for collector in (payloads, report, captured):
+                await collector.stop()
     finally:
         for service in reversed(services):
             service.stop()

@@ -79,9 +79,7 @@ class CdcExtractor:
         self._publisher = publisher
         self._mapper = InvestigationMapper(settings.cdc.table_mappings)
         self._tx_topic = transaction_topic(settings)
-        self._grouper = ChangeGrouper(
-            settings.cdc.debounce_ms / 1000, settings.cdc.transaction_timeout_ms / 1000
-        )
+        self._grouper = ChangeGrouper(settings.cdc.debounce_ms / 1000, settings.cdc.transaction_timeout_ms / 1000)
         self._tracker = OffsetTracker()
         self.flushes = 0
 
@@ -220,7 +218,10 @@ async def run_cdc_extractor(settings: Settings, stop: asyncio.Event) -> None:
     """Run incremental extraction until ``stop`` is set."""
     conn = await connect(settings.database_url.get_secret_value(), autocommit=True)
     producer = make_producer(settings.kafka)
-    consumer = make_consumer(settings.kafka, [], group_id=settings.cdc.group_id, metadata_max_age_ms=3000)
+    # Short fetch waits: a change should not sit at the broker for the default 500 ms long poll.
+    consumer = make_consumer(
+        settings.kafka, [], group_id=settings.cdc.group_id, metadata_max_age_ms=3000, fetch_max_wait_ms=50
+    )
     try:
         loader = PayloadLoader(await check_source_contract(conn))
         await ensure_topics(settings)

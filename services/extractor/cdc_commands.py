@@ -15,9 +15,9 @@ from services.common.source.schema import connect
 def add_commands(subparsers: Any) -> None:
     cdc = subparsers.add_parser("cdc", help="change data capture (Debezium PostgreSQL connector)")
     cdc_sub = cdc.add_subparsers(dest="cdc_command", required=True, metavar="ACTION")
-    cdc_sub.add_parser(
-        "setup", help="publication, REPLICA IDENTITY FULL, wal_level check (idempotent)"
-    ).set_defaults(handler=_setup)
+    cdc_sub.add_parser("setup", help="publication, REPLICA IDENTITY FULL, wal_level check (idempotent)").set_defaults(
+        handler=_setup
+    )
     capture = cdc_sub.add_parser("capture", help="run the Debezium connector embedded, publishing to Kafka")
     capture.add_argument("--slot", help="replication slot name (cdc.slot_name)")
     capture.add_argument("--topic-prefix", help="change topic prefix (cdc.topic_prefix)")

@@ -55,8 +55,7 @@ class TableMapping:
         if keys == {"query"} and spec["query"].strip():
             return cls(query=spec["query"].strip())
         raise ConfigError(
-            f"cdc.table_mappings[{table!r}] must be {{'column': NAME}} or {{'query': SQL}}, "
-            f"got {sorted(keys)}"
+            f"cdc.table_mappings[{table!r}] must be {{'column': NAME}} or {{'query': SQL}}, got {sorted(keys)}"
         )
 
 
@@ -87,9 +86,7 @@ class InvestigationMapper:
                 await cursor.execute(mapping.query, dict(row))
                 return _identifiers([found[0] for found in await cursor.fetchall()])
         except KeyError as exc:
-            raise UnmappableChangeError(
-                f"the mapping query needs column {exc} the row does not have"
-            ) from exc
+            raise UnmappableChangeError(f"the mapping query needs column {exc} the row does not have") from exc
         except psycopg.OperationalError as exc:
             raise SourceUnavailableError(f"the database went away while mapping a change: {exc}") from exc
         except psycopg.Error as exc:

@@ -31,8 +31,7 @@ async def captured_tables(settings: Settings) -> list[str]:
         await conn.close()
     if not tables:
         raise SourceContractError(
-            f"publication {settings.cdc.publication_name!r} is missing or empty: "
-            "run 'arcstream cdc setup' first"
+            f"publication {settings.cdc.publication_name!r} is missing or empty: run 'arcstream cdc setup' first"
         )
     return tables
 
@@ -50,9 +49,7 @@ async def run_capture(settings: Settings, stop: asyncio.Event) -> int:
     try:
         await sink.ensure_topics([transaction_topic(settings), *(change_topic(settings, t) for t in tables)])
         engine = CaptureEngine(connector_properties(settings, tables), sink.publish)
-        log.info(
-            "capturing %s from slot %s (offsets in %s)", ", ".join(tables), settings.cdc.slot_name, offsets
-        )
+        log.info("capturing %s from slot %s (offsets in %s)", ", ".join(tables), settings.cdc.slot_name, offsets)
         running = asyncio.create_task(engine.run())
         stopping = asyncio.create_task(stop.wait())
         try:

@@ -105,9 +105,7 @@ async def setup_cdc(conn: psycopg.AsyncConnection[Any], settings: Settings) -> l
     tables, notes = await resolve_tables(conn, InvestigationMapper(settings.cdc.table_mappings))
     lines.extend(notes)
     if not tables:
-        raise SourceContractError(
-            "no mapped relation is a table: configure cdc.table_mappings for your tables"
-        )
+        raise SourceContractError("no mapped relation is a table: configure cdc.table_mappings for your tables")
     for table, mapping in tables.values():
         if not _needs_full_identity(table, mapping):
             lines.append(
@@ -119,13 +117,9 @@ async def setup_cdc(conn: psycopg.AsyncConnection[Any], settings: Settings) -> l
         else:
             await conn.execute(sql.SQL("ALTER TABLE {} REPLICA IDENTITY FULL").format(table.identifier))
             lines.append(f"{table.qualified}: replica identity set to FULL")
-    lines.append(
-        await _ensure_publication(conn, settings.cdc.publication_name, [t for t, _ in tables.values()])
-    )
+    lines.append(await _ensure_publication(conn, settings.cdc.publication_name, [t for t, _ in tables.values()]))
     slot = await (
-        await conn.execute(
-            "SELECT plugin FROM pg_replication_slots WHERE slot_name = %s", (settings.cdc.slot_name,)
-        )
+        await conn.execute("SELECT plugin FROM pg_replication_slots WHERE slot_name = %s", (settings.cdc.slot_name,))
     ).fetchone()
     lines.append(
         f"replication slot {settings.cdc.slot_name} exists ({slot[0]})"
@@ -138,16 +132,12 @@ async def setup_cdc(conn: psycopg.AsyncConnection[Any], settings: Settings) -> l
 _IDENTITY = {"d": "DEFAULT", "f": "FULL", "n": "NOTHING", "i": "INDEX"}
 
 
-async def _ensure_publication(
-    conn: psycopg.AsyncConnection[Any], name: str, tables: list[CapturedTable]
-) -> str:
+async def _ensure_publication(conn: psycopg.AsyncConnection[Any], name: str, tables: list[CapturedTable]) -> str:
     wanted = sorted(table.qualified for table in tables)
     table_list = sql.SQL(", ").join(table.identifier for table in sorted(tables, key=lambda t: t.qualified))
     exists = await (await conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (name,))).fetchone()
     if not exists:
-        await conn.execute(
-            sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(sql.Identifier(name), table_list)
-        )
+        await conn.execute(sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(sql.Identifier(name), table_list))
         return f"publication {name} created for {', '.join(wanted)}"
     if sorted(await publication_tables(conn, name)) == wanted:
         return f"publication {name} already lists {', '.join(wanted)}"

@@ -88,9 +88,7 @@ class TopicSink:
     async def publish(self, batch: list[CapturedRecord]) -> None:
         """Send a batch in order and wait until the broker has acknowledged all of it."""
         await self.ensure_topics(record.topic for record in batch)
-        futures = [
-            await self._producer.send(record.topic, key=record.key, value=record.value) for record in batch
-        ]
+        futures = [await self._producer.send(record.topic, key=record.key, value=record.value) for record in batch]
         if futures:
             await asyncio.gather(*futures)
         self.published += len(batch)
