@@ -8,68 +8,28 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
-from contextlib import asynccontextmanager
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 
 from services.builder.engines import register_engine
 from services.builder.service import BuilderService
 from services.common.config import Settings
-from services.common.devstack import stack
-from services.common.devstack.processes import terminate
 from services.common.devstack.state import ServerRecord
-from services.common.kafka.clients import make_producer, start_client
 from services.common.kafka.reading import read_topic
-from services.common.kafka.topics import ensure_topics
 from services.common.payload import InvestigationPayload
-from services.common.records import H_KIND, H_SCHEMA_VERSION, header_dict, make_headers
+from services.common.records import H_KIND, header_dict
 from services.ops.dlq import replay_dlq
 from services.ops.replay import GroupActiveError, ReplayTarget, replay
 from services.uploader.service import Uploader
 
 from .engines import V2_MARK
+from .pipeline import FAST_GROUP, delivered, publish, run, running, stored, until
 
 register_engine("recipe-v1", "tests.ops.engines:build_v1")
 register_engine("recipe-v2", "tests.ops.engines:build_v2")
-
-#: The dev broker assigns partitions after half the session timeout: keep joins short.
-FAST_GROUP = {"session_timeout_ms": 2000, "heartbeat_interval_ms": 500}
-
-
-def run[T](coro: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coro)
-
-
-async def until(condition: Callable[[], Awaitable[bool]], what: str, limit_s: float = 120.0) -> None:
-    """Poll until ``condition()`` holds; the limit only ends a hung test, it asserts nothing about speed."""
-    deadline = time.monotonic() + limit_s
-    while not await condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.2)
-
-
-async def publish(settings: Settings, *payloads: InvestigationPayload) -> None:
-    """Payloads on arc.investigations, as the extractor writes them."""
-    await ensure_topics(settings)
-    producer = make_producer(settings.kafka)
-    await start_client(producer, settings.kafka)
-    try:
-        for payload in payloads:
-            await producer.send_and_wait(
-                settings.topics.investigations,
-                orjson.dumps(payload.model_dump(mode="json")),
-                key=payload.identifier.encode(),
-                headers=make_headers({H_KIND: "payload", H_SCHEMA_VERSION: "1"}),
-            )
-    finally:
-        await producer.stop()
 
 
 def title(arc: dict[str, Any]) -> str:
@@ -88,18 +48,6 @@ async def arc_titles(settings: Settings) -> dict[str, list[str]]:
 
 async def dead_letters(settings: Settings) -> list[str]:
     return [r.key.decode() for r in await read_topic(settings.kafka, settings.topics.dlq) if r.key]
-
-
-@asynccontextmanager
-async def running(service: BuilderService | Uploader) -> AsyncIterator[None]:
-    """The service as a task of this loop, stopped the SIGTERM way on exit."""
-    stop = asyncio.Event()
-    task = asyncio.create_task(service.run(stop))
-    try:
-        yield
-    finally:
-        stop.set()
-        await task
 
 
 def test_dead_letters_then_rebuild_after_a_mapping_fix(make_settings: Callable[..., Settings]) -> None:
@@ -141,27 +89,6 @@ async def _dead_letters_then_rebuild(settings: Settings, group: str) -> None:
     assert titles["inv-c"][-1] == f"Roots{V2_MARK}"
 
 
-@pytest.fixture
-def start_store(tmp_path: Path) -> Iterator[Callable[[str], ServerRecord]]:
-    started: list[ServerRecord] = []
-
-    def factory(name: str) -> ServerRecord:
-        record = stack.start_store(tmp_path / name)
-        started.append(record)
-        return record
-
-    yield factory
-    for record in started:
-        terminate(record.pid)
-
-
-def stored(store: ServerRecord) -> dict[str, str]:
-    """identifier -> content hash of every ARC in a store."""
-    response = httpx.get(f"{store.url}/v3/arcs", timeout=10)
-    response.raise_for_status()
-    return {arc["identifier"]: arc["arc_hash"] for arc in response.json()}
-
-
 def test_reexport_to_a_new_target_without_the_database(
     make_settings: Callable[..., Settings], start_store: Callable[[str], ServerRecord]
 ) -> None:
@@ -181,9 +108,6 @@ def test_reexport_to_a_new_target_without_the_database(
 
 async def _reexport(settings: Settings, export: Settings, first: ServerRecord, second: ServerRecord) -> None:
     await publish(settings, *(InvestigationPayload(identifier=f"inv-{n}", title=f"Plot {n}") for n in range(3)))
-
-    async def delivered(store: ServerRecord, count: int) -> bool:
-        return len(await asyncio.to_thread(stored, store)) == count
 
     builder = BuilderService(settings, group_id=f"builder-{settings.topics.prefix}")
     async with running(builder), running(Uploader(settings)):
