@@ -30,6 +30,8 @@ import yaml
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from services.common.config import KafkaSettings, Settings, load_settings
+from services.common.devstack.processes import terminate
+from services.common.devstack.stack import start_store
 from services.common.devstack.state import StackState
 from services.common.kafka.clients import make_consumer, start_client
 from services.common.kafka.topics import ensure_topics
@@ -89,6 +91,9 @@ class CdcStack:
     capture: ServiceProcess
     extractor: ServiceProcess
     setup_lines: list[str] = field(default_factory=list)
+    #: Builder and uploader (and the store's URL) when the stack runs the whole pipeline.
+    downstream: list[ServiceProcess] = field(default_factory=list)
+    store_url: str | None = None
 
     def start_capture(self) -> None:
         self.capture.start()
@@ -150,10 +155,12 @@ def cdc_stack(
     dev_stack: StackState,
     tmp_path_factory: pytest.TempPathFactory,
     prepare: Callable[[psycopg.Connection[Any]], None] | None = None,
+    pipeline: bool = False,
     **cdc: Any,
 ) -> Iterator[CdcStack]:
     """A fresh database (the source schema, or what ``prepare`` creates), ``cdc setup``, capture and
-    extractor running; ``cdc`` overrides ``settings.cdc`` keys."""
+    extractor running (with ``pipeline``: also an ARC store, builder and uploader); ``cdc`` overrides
+    ``settings.cdc`` keys."""
     assert dev_stack.postgres is not None and dev_stack.broker is not None
     admin_url = dev_stack.postgres.url
     tmp = tmp_path_factory.mktemp("cdc")
@@ -184,6 +191,16 @@ def cdc_stack(
         | cdc,
         "state_dir": str(tmp / "state"),
     }
+    store = None
+    if pipeline:
+        store = start_store(tmp / "store")
+        config |= {
+            "rdi": "cdc-test",
+            "max_concurrent_arc_builds": 1,
+            "uploader": {"target_url": store.url},
+            "builder": {"group_id": f"{prefix}-builder"},
+        }
+        config["uploader"]["group_id"] = f"{prefix}-uploader"
     config_file = tmp / "arcstream.yaml"
     config_file.write_text(yaml.safe_dump(config))
     settings = load_settings(**config)
@@ -204,13 +221,23 @@ def cdc_stack(
         database_url=database_url,
         capture=ServiceProcess(["cdc", "capture"], env, tmp / "capture.log"),
         extractor=ServiceProcess(["extract", "cdc"], env, tmp / "extractor.log"),
+        downstream=[
+            ServiceProcess([name], env, tmp / f"{name}.log") for name in (("builder", "uploader") if pipeline else ())
+        ],
+        store_url=store.url if store else None,
     )
     try:
         stack.setup_lines = asyncio.run(prepare_source())
         stack.start_capture()
         stack.start_extractor()
+        for service in stack.downstream:
+            service.start()
         yield stack
     finally:
+        for service in stack.downstream:
+            service.stop()
+        if store is not None and store.pid:
+            terminate(store.pid)
         stack.extractor.stop()
         stack.capture.stop()
         _drop_slot(admin_url, settings.cdc.slot_name)
