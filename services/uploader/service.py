@@ -23,6 +23,7 @@ topic (:mod:`services.uploader.recovery`) and not written again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -170,6 +171,8 @@ class Uploader:
         self._transport = transport
         self._pending: dict[TopicPartition, set[int]] = {}
         self._progress = asyncio.Condition()
+        #: Set whenever a message finishes, so a paused poll loop resumes at once.
+        self._room = asyncio.Event()
         self._snapshots: dict[TopicPartition, deque[tuple[int, dict[int, int]]]] = {}
         self._report_hw: dict[int, int] = {}
         self._recovered: dict[tuple[int, int], OutcomeRecord] = {}
@@ -214,15 +217,22 @@ class Uploader:
     async def _consume(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
         last_commit = time.monotonic()
         while not stop.is_set():
-            room = max(1, self.up.max_in_flight - self.tracker.pending())
-            batches = await consumer.getmany(timeout_ms=200, max_records=room)
+            self._backpressure(consumer)
+            room = self.up.max_in_flight - self.tracker.pending()
+            if room <= 0:
+                # Paused: wake as soon as a message finishes instead of idling in a fetch.
+                self._room.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._room.wait(), timeout=0.2)
+                batches = {}
+            else:
+                batches = await consumer.getmany(timeout_ms=200, max_records=room)
             unrecovered = set(batches) - self._recovered_partitions
             if unrecovered:
                 await self._recover(unrecovered)
             for tp, records in batches.items():
                 for record in records:
                     self._take(tp, record)
-            self._backpressure(consumer)
             if time.monotonic() - last_commit >= self.up.commit_interval_s:
                 await self._commit(consumer)
                 await metrics.update_consumer_lag(STAGE, consumer)
@@ -340,6 +350,7 @@ class Uploader:
         pending = self._pending.get(message_tp)
         if pending is not None:
             pending.discard(offset)
+        self._room.set()
         async with self._progress:
             self._progress.notify_all()
 
