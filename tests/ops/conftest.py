@@ -13,12 +13,12 @@ from services.common.devstack.state import ServerRecord
 
 
 @pytest.fixture
-def start_store(tmp_path: Path) -> Iterator[Callable[[str], ServerRecord]]:
-    """Start ``arcstream store`` processes, each over its own directory; stopped after the test."""
+def start_store(tmp_path: Path) -> Iterator[Callable[..., ServerRecord]]:
+    """Start ``arcstream store`` processes (``name``, then store flags), each over its own directory."""
     started: list[ServerRecord] = []
 
-    def factory(name: str) -> ServerRecord:
-        record = stack.start_store(tmp_path / name)
+    def factory(name: str, *flags: str) -> ServerRecord:
+        record = stack.start_store(tmp_path / name, extra_args=flags)
         started.append(record)
         return record
 

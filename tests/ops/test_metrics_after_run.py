@@ -49,7 +49,7 @@ def server() -> Iterator[MetricsServer]:
 
 
 def test_series_after_a_build_and_upload_run(
-    make_settings: Callable[..., Settings], start_store: Callable[[str], ServerRecord], server: MetricsServer
+    make_settings: Callable[..., Settings], start_store: Callable[..., ServerRecord], server: MetricsServer
 ) -> None:
     store = start_store("store")
     settings = make_settings(

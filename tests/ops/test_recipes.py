@@ -90,7 +90,7 @@ async def _dead_letters_then_rebuild(settings: Settings, group: str) -> None:
 
 
 def test_reexport_to_a_new_target_without_the_database(
-    make_settings: Callable[..., Settings], start_store: Callable[[str], ServerRecord]
+    make_settings: Callable[..., Settings], start_store: Callable[..., ServerRecord]
 ) -> None:
     first, second = start_store("store-a"), start_store("store-b")
     uploader = {"backoff_initial_s": 0.05, "backoff_max_s": 0.5}
