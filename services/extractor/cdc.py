@@ -30,11 +30,13 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 
+from services.common import metrics
 from services.common.config import Settings
 from services.common.errors import RecordError
 from services.common.kafka.clients import make_consumer, make_producer, start_client
 from services.common.kafka.offsets import OffsetTracker
 from services.common.kafka.topics import ensure_topics
+from services.common.metrics_server import Readiness, serve_metrics
 from services.common.source.loader import PayloadLoader
 from services.common.source.schema import check_source_contract, connect
 from services.extractor.capture.sink import transaction_topic
@@ -54,6 +56,7 @@ log = logging.getLogger(__name__)
 
 #: Longest wait for new records, so stop requests and due flushes are noticed promptly.
 _MAX_POLL_S = 0.5
+STAGE: metrics.StageName = "extract"
 
 
 def change_topic_pattern(settings: Settings) -> str:
@@ -90,8 +93,10 @@ class CdcExtractor:
             timeout = _MAX_POLL_S if wait is None else min(_MAX_POLL_S, wait)
             batches = await self._consumer.getmany(timeout_ms=max(1, int(timeout * 1000)))
             for records in batches.values():
+                metrics.message_in(STAGE, len(records))
                 for record in records:
                     await self.handle(record)
+            await metrics.update_consumer_lag(STAGE, self._consumer)
             group = self._grouper.due(time.monotonic())
             if group:
                 await self.flush(group)
@@ -159,6 +164,7 @@ class CdcExtractor:
             extra={"topic": record.topic, "partition": record.partition, "offset": record.offset},
         )
         self._publisher.fail(where, exc.error_class, str(exc))
+        metrics.message_failed(STAGE, exc.error_class)
 
     async def flush(self, group: Group) -> None:
         """Re-read each touched investigation once, publish it whole, then commit what is done."""
@@ -171,13 +177,18 @@ class CdcExtractor:
                 ts_ms = group.roots[identifier]
                 source_ts = iso_from_ms(ts_ms) if ts_ms is not None else None
                 result = results.get(identifier)
-                if result is None:
-                    await self._publisher.publish(identifier, None, source_ts=source_ts)
-                elif result.payload is None:
+                if result is not None and result.payload is None:
                     self._publisher.fail(identifier, "AssemblyError", result.error or "cannot assemble")
-                else:
-                    await self._publisher.publish(identifier, result.payload, source_ts=source_ts)
+                    metrics.message_failed(STAGE, "AssemblyError")
+                    continue
+                await self._publisher.publish(identifier, result.payload if result else None, source_ts=source_ts)
         await self._publisher.flush()
+        now_ms = time.time() * 1000
+        for identifier in identifiers:
+            ts_ms = group.roots[identifier]
+            if ts_ms is not None:
+                metrics.observe_latency(STAGE, max(0.0, now_ms - ts_ms) / 1000)
+        metrics.message_out(STAGE, len(identifiers))
         if identifiers:
             self.flushes += 1
             log.info(
@@ -203,14 +214,17 @@ class CdcExtractor:
 
 
 class _Rebalance(ConsumerRebalanceListener):
-    def __init__(self) -> None:
+    def __init__(self, readiness: Readiness) -> None:
         self.extractor: CdcExtractor | None = None
+        self._readiness = readiness
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
+        self._readiness.set("assigned", False)
         if self.extractor is not None:
             self.extractor.forget()
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
+        self._readiness.set("assigned", True)
         log.info("assigned %d change topic partition(s)", len(assigned))
 
 
@@ -226,13 +240,16 @@ async def run_cdc_extractor(settings: Settings, stop: asyncio.Event) -> None:
         loader = PayloadLoader(await check_source_contract(conn))
         await ensure_topics(settings)
         await start_client(producer, settings.kafka)
-        listener = _Rebalance()
+        readiness = Readiness("broker", "assigned")
+        listener = _Rebalance(readiness)
         consumer.subscribe(pattern=change_topic_pattern(settings), listener=listener)
-        await start_client(consumer, settings.kafka)
-        extractor = CdcExtractor(settings, consumer, conn, loader, PayloadPublisher(producer, settings))
-        listener.extractor = extractor
-        log.info("extracting changes from %s.* as group %s", settings.cdc.topic_prefix, settings.cdc.group_id)
-        await extractor.run(stop)
+        async with serve_metrics(settings.metrics, readiness):
+            await start_client(consumer, settings.kafka)
+            readiness.set("broker", True)
+            extractor = CdcExtractor(settings, consumer, conn, loader, PayloadPublisher(producer, settings))
+            listener.extractor = extractor
+            log.info("extracting changes from %s.* as group %s", settings.cdc.topic_prefix, settings.cdc.group_id)
+            await extractor.run(stop)
     finally:
         await consumer.stop()
         await producer.stop()
