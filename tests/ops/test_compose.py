@@ -282,6 +282,10 @@ def test_urls_point_at_services_that_listen_there(
         store_command = services["store"]["command"]
         assert store.port == int(store_command[store_command.index("--port") + 1]), name
     assert int(services["store"]["ports"][0].rsplit(":", 1)[1]) == 8080
+    status = settings_from(environment(services["status"]), monkeypatch)
+    assert status.uploader.status_host == "0.0.0.0"
+    assert status.uploader.status_port in _container_ports(services["status"])
+    assert f"{status.uploader.status_port}/status.json" in " ".join(services["status"]["healthcheck"]["test"])
     ui = environment(services["kafka-ui"])
     assert ui["KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS"] == kafka_internal
     connect_url = urlsplit(ui["KAFKA_CLUSTERS_0_KAFKACONNECT_0_ADDRESS"])
