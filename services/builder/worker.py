@@ -6,7 +6,9 @@ worker parses and validates the payload, runs the engine, hashes the result
 and frames it:
 
 - ``b"A" + <64 hex digits content hash> + <ARC JSON>`` for a built ARC,
-- ``b"E" + <JSON {"error_class", "message"}>`` for a payload or mapping failure.
+- ``b"F" + <64 hex digits content hash> + <reason> + b"\n" + <ARC JSON>`` for an
+  ARC the engine handed to the reference engine (fast engine fallback),
+- ``b"E" + <JSON {"error_class", "message"[, "fallback"]}>`` for a payload or mapping failure.
 
 Any other exception from an engine is this payload's mapping failure too: one
 bad investigation must never take a worker, let alone the service, down.
@@ -21,6 +23,7 @@ from pydantic import ValidationError
 
 from services.builder.content_hash import content_hash
 from services.builder.engines import EngineFunction, load_engine
+from services.builder.engines.fallback import FallbackArc, FallbackMappingError
 from services.common.errors import MappingError, PayloadError, RecordError
 from services.common.payload import InvestigationPayload
 from services.common.records import loads
@@ -66,9 +69,15 @@ def build(payload_json: bytes) -> bytes:
         except Exception as exc:
             raise MappingError(f"{type(exc).__name__} while building: {exc}") from exc
         arc_bytes = arc_json.encode("utf-8")
-        return b"A" + content_hash(orjson.loads(arc_bytes)).encode("ascii") + arc_bytes
+        digest = content_hash(orjson.loads(arc_bytes)).encode("ascii")
+        if isinstance(arc_json, FallbackArc):
+            return b"F" + digest + arc_json.reason.encode("ascii") + b"\n" + arc_bytes
+        return b"A" + digest + arc_bytes
     except RecordError as exc:
-        return b"E" + orjson.dumps({"error_class": exc.error_class, "message": str(exc)})
+        error = {"error_class": exc.error_class, "message": str(exc)}
+        if isinstance(exc, FallbackMappingError):
+            error["fallback"] = exc.reason
+        return b"E" + orjson.dumps(error)
 
 
 @dataclass(frozen=True)
@@ -79,6 +88,8 @@ class BuildResult:
     content_hash: str | None = None
     error_class: str | None = None
     error_message: str | None = None
+    #: Reason code when the engine handed this payload to the reference engine (see engines.fallback).
+    fallback: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -89,5 +100,8 @@ def decode_result(frame: bytes) -> BuildResult:
     """Unframe what :func:`build` returned."""
     if frame[:1] == b"A":
         return BuildResult(arc_json=frame[65:], content_hash=frame[1:65].decode("ascii"))
+    if frame[:1] == b"F":
+        reason, _, arc_json = frame[65:].partition(b"\n")
+        return BuildResult(arc_json=arc_json, content_hash=frame[1:65].decode("ascii"), fallback=reason.decode("ascii"))
     error = orjson.loads(frame[1:])
-    return BuildResult(error_class=error["error_class"], error_message=error["message"])
+    return BuildResult(error_class=error["error_class"], error_message=error["message"], fallback=error.get("fallback"))

@@ -1,0 +1,113 @@
+"""Nested nodes -> arctrl's flat ``@graph``: the same order, merges and list shapes.
+
+arctrl builds a tree of nodes and flattens it depth first: a node's property
+values are flattened in key order (children before their parent), then the
+node is added to the graph. A node whose ``@id`` is already there is *merged*
+into the first one, which keeps its position; the merge rules below are
+arctrl 3.2.3's ``LDNode.MergeAppendInto_InPlace``. Finally every list of
+length one is written as its single element (``Compact_InPlace``).
+
+Nodes here are plain dicts: ``@id``, ``@type``, optional ``additionalType``,
+then properties in arctrl's order. A value is a string, a nested node, or a
+list of those; a reference is ``{"@id": ...}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Node = dict[str, Any]
+
+#: Keys of a node that are not properties (arctrl keeps them out of flattening and merging).
+_STATIC_KEYS = frozenset({"@id", "@type", "additionalType"})
+
+
+def put(node: Node, key: str, value: Any) -> None:
+    """Set an optional property: ``None`` leaves the key out, an empty list is kept."""
+    if value is not None:
+        node[key] = value
+
+
+def _equalitor(value: Any) -> Any:
+    """What arctrl compares when merging: a node or reference by id, anything else by value."""
+    if isinstance(value, dict):
+        return value["@id"]
+    return value
+
+
+def _merge_property(existing: Any, new: Any) -> Any | None:
+    """The merged value of one property, or ``None`` to keep the existing value as it is."""
+    if isinstance(new, list) and isinstance(existing, list):
+        seen: set[Any] = set()
+        merged = []
+        for item in (*existing, *new):
+            key = _equalitor(item)
+            if key not in seen:
+                seen.add(key)
+                merged.append(item)
+        return merged
+    if isinstance(new, list):
+        target = _equalitor(existing)
+        if any(_equalitor(item) == target for item in new):
+            return None
+        return [*new, existing]
+    if isinstance(existing, list):
+        target = _equalitor(new)
+        if any(_equalitor(item) == target for item in existing):
+            return None
+        return [*existing, new]
+    if _equalitor(new) == _equalitor(existing):
+        return None
+    return [new, existing]
+
+
+class Graph:
+    """Nodes by ``@id`` in order of first appearance."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, Node] = {}
+
+    def add(self, node: Node) -> None:
+        existing = self.nodes.get(node["@id"])
+        if existing is None:
+            self.nodes[node["@id"]] = node
+            return
+        for key, value in node.items():
+            if key in _STATIC_KEYS:
+                continue
+            if key not in existing:
+                existing[key] = value
+                continue
+            merged = _merge_property(existing[key], value)
+            if merged is not None:
+                existing[key] = merged
+
+    def flatten(self, node: Node) -> dict[str, str]:
+        """Add ``node`` and everything below it (children first); return a reference to it."""
+        for key, value in node.items():
+            if key not in _STATIC_KEYS:
+                node[key] = self._flatten_value(value)
+        self.add(node)
+        return {"@id": node["@id"]}
+
+    def _flatten_value(self, value: Any) -> Any:
+        if isinstance(value, dict):
+            return self.flatten(value) if "@type" in value else value
+        if isinstance(value, list):
+            return [self._flatten_value(item) for item in value]
+        return value
+
+    def compacted(self) -> list[Node]:
+        """The graph as written: lists of one element become that element."""
+        return [_compact_node(node) for node in self.nodes.values()]
+
+
+def _compact_node(node: Node) -> Node:
+    return {key: _compact(value) for key, value in node.items()}
+
+
+def _compact(value: Any) -> Any:
+    if isinstance(value, list):
+        items = [_compact(item) for item in value]
+        return items[0] if len(items) == 1 else items
+    return value

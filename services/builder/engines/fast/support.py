@@ -1,0 +1,203 @@
+"""Which payloads the fast engine writes itself; everything else goes to arctrl.
+
+The fast engine reproduces the reference engine only for payloads the
+reference maps without complaint and whose every feature was checked against
+arctrl 3.2.3 (tests/builder/test_fast_engine.py). :func:`unsupported_reason`
+returns a short reason code for any other payload - a payload the reference
+rejects (its precise error then comes from the reference itself), an arctrl
+rule the fast engine does not model, or a value arctrl would rewrite - so the
+caller falls back instead of guessing.
+
+It also returns the encoded study and assay identifiers, so the writer uses
+exactly the reference mapping's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from services.builder.engines.fast.tables import DATA_FOLDERS, SAMPLE_KINDS, TERM_KINDS, data_path
+from services.builder.engines.fast.terms import needs_ontobee_url
+from services.builder.identifiers import encode_identifier
+from services.common.errors import MappingError
+from services.common.payload import AnnotationTable, Column, InvestigationPayload, OntologyAnnotation
+
+#: Reason for payloads the reference mapping rejects (the reference raises the precise MappingError).
+REJECTED = "rejected"
+#: Data paths arctrl leaves alone or resolves against the ARC's own files.
+_KEPT_PREFIXES = ("assays/", "studies/", "workflows/", "runs/", "http:", "https:")
+_ROOT_FILES = frozenset({"isa.investigation.xlsx"})
+
+
+class Unsupported(Exception):
+    """The payload needs the reference engine; ``args[0]`` is the reason code."""
+
+
+@dataclass
+class Plan:
+    """What the writer needs from the check: identifiers as the reference mapping encodes them."""
+
+    studies: dict[str, str] = field(default_factory=dict)
+    assays: dict[str, str] = field(default_factory=dict)
+
+
+def _identifiers(originals: list[str], what: str) -> dict[str, str]:
+    """Same rules as the reference mapping's ``_identifier_map``."""
+    mapping: dict[str, str] = {}
+    node_ids: set[str] = set()
+    for original in originals:
+        if original in mapping:
+            raise Unsupported(REJECTED)
+        try:
+            encoded = encode_identifier(original, what)
+        except MappingError:
+            raise Unsupported(REJECTED) from None
+        node_id = encoded.replace(" ", "_")
+        if node_id in node_ids:
+            raise Unsupported(REJECTED)
+        mapping[original] = encoded
+        node_ids.add(node_id)
+    return mapping
+
+
+def _annotations(payload: InvestigationPayload) -> Iterator[OntologyAnnotation]:
+    for assay in payload.assays:
+        yield from (a for a in (assay.measurement_type, assay.technology_type) if a is not None)
+    for contact in payload.contacts:
+        yield from contact.roles
+    yield from (p.status for p in payload.publications if p.status is not None)
+    for table in payload.annotation_tables:
+        for column in table.columns:
+            if column.annotation is not None:
+                yield column.annotation
+            yield from (cell.annotation for cell in column.cells if cell.annotation is not None)
+
+
+def _json_like(value: str | None) -> bool:
+    """arctrl first tries to parse affiliations, addresses and authors as JSON-LD nodes."""
+    return value is not None and "{" in value
+
+
+def check(payload: InvestigationPayload) -> Plan:
+    """The plan for a supported payload; raises :class:`Unsupported` with a reason code otherwise."""
+    if not payload.identifier.strip() or not (payload.title or "").strip():
+        raise Unsupported(REJECTED)
+    plan = Plan(
+        studies=_identifiers([s.identifier for s in payload.studies], "a study"),
+        assays=_identifiers([a.identifier for a in payload.assays], "an assay"),
+    )
+    for assay in payload.assays:
+        if any(ref not in plan.studies for ref in assay.study_refs):
+            raise Unsupported(REJECTED)
+    for contact in payload.contacts:
+        if not (contact.first_name or "").strip() and not (contact.last_name or "").strip():
+            raise Unsupported(REJECTED)
+        _check_target(plan, contact.target_type, contact.target_ref)
+        if _json_like(contact.affiliation) or _json_like(contact.postal_address):
+            raise Unsupported("json-like-person-field")
+    for publication in payload.publications:
+        if not (publication.title or "").strip():
+            raise Unsupported(REJECTED)
+        _check_target(plan, publication.target_type, publication.target_ref)
+        if _json_like(publication.authors):
+            raise Unsupported("json-like-author")
+    if any(needs_ontobee_url(annotation.uri) for annotation in _annotations(payload)):
+        raise Unsupported("curie-accession")
+    _check_tables(plan, payload.annotation_tables)
+    return plan
+
+
+def _check_target(plan: Plan, target_type: str, ref: str | None) -> None:
+    if target_type == "study" and ref not in plan.studies:
+        raise Unsupported(REJECTED)
+    if target_type == "assay" and ref not in plan.assays:
+        raise Unsupported(REJECTED)
+
+
+def _check_tables(plan: Plan, tables: list[AnnotationTable]) -> None:
+    names: dict[tuple[str, str], set[str]] = {}
+    nodes: dict[str, str] = {}
+    for table in tables:
+        owners = plan.studies if table.target_type == "study" else plan.assays
+        if table.target_ref not in owners:
+            raise Unsupported(REJECTED)
+        if not table.table_name.strip():
+            raise Unsupported(REJECTED)
+        seen = names.setdefault((table.target_type, table.target_ref), set())
+        node_name = table.table_name.replace(" ", "_")
+        if node_name in seen:
+            raise Unsupported(REJECTED)
+        seen.add(node_name)
+        _check_columns(table, owners[table.target_ref], nodes)
+
+
+def _check_columns(table: AnnotationTable, owner_id: str, nodes: dict[str, str]) -> None:
+    rows = 1 + max((cell.row_index for column in table.columns for cell in column.cells), default=-1)
+    counts = {"input": 0, "output": 0, "performer": 0}
+    headers: set[tuple[str, str | None, str | None]] = set()
+    for column in table.columns:
+        kind = column.column_type
+        if len({cell.row_index for cell in column.cells}) != len(column.cells):
+            raise Unsupported(REJECTED)
+        if kind in TERM_KINDS:
+            header = _term_header_key(column)
+        else:
+            if column.annotation is not None or any(cell.annotation is not None for cell in column.cells):
+                raise Unsupported(REJECTED)
+            if kind == "comment" and not (column.column_value or "").strip():
+                raise Unsupported(REJECTED)
+            header = (kind, column.column_value if kind == "comment" else None, None)
+        if kind in counts:
+            counts[kind] += 1
+            if counts[kind] > 1:
+                raise Unsupported(f"second-{kind}-column")
+        elif header in headers:
+            raise Unsupported("duplicate-column")
+        headers.add(header)
+        if kind in ("input", "output"):
+            _check_io(table, column, kind, rows, owner_id, nodes)
+
+
+def _term_header_key(column: Column) -> tuple[str, str | None, str | None]:
+    annotation = column.annotation
+    value = (column.column_value or "").strip() or None
+    if annotation is not None and value is not None and value != annotation.term:
+        raise Unsupported(REJECTED)
+    if annotation is None and value is None:
+        raise Unsupported(REJECTED)
+    if annotation is not None:
+        return column.column_type, annotation.term, annotation.uri
+    return column.column_type, column.column_value, None
+
+
+def _check_io(
+    table: AnnotationTable, column: Column, kind: str, rows: int, owner_id: str, nodes: dict[str, str]
+) -> None:
+    io_type = column.column_io_type or ("source_name" if kind == "input" else "sample_name")
+    if io_type == "data":
+        values = {cell.row_index: cell.value for cell in column.cells}
+        folder = DATA_FOLDERS[table.target_type].format(owner_id)
+        for row in range(rows):
+            _check_data_name(values.get(row), folder)
+        return
+    prefix = SAMPLE_KINDS[io_type]
+    for cell in column.cells:
+        name = cell.value or ""
+        if not name:
+            continue
+        node_id = f"#{prefix}_{name.replace(' ', '_')}"
+        if nodes.setdefault(node_id, name) != name:
+            raise Unsupported(REJECTED)
+
+
+def _check_data_name(value: str | None, folder: str) -> None:
+    if not value or not value.strip():
+        raise Unsupported("empty-data-name")
+    if "#" in value:
+        raise Unsupported("data-fragment")
+    path = data_path(value, folder)[len(folder) :]
+    relative = value.lstrip("/")
+    relative = relative[2:] if relative.startswith("./") else relative
+    if relative.startswith(_KEPT_PREFIXES) or relative in _ROOT_FILES or not path:
+        raise Unsupported("data-path")

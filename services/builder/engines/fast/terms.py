@@ -1,0 +1,116 @@
+"""Ontology annotations, property values and comments as arctrl writes them.
+
+arctrl keeps an annotation's term accession (TAN) as given and derives "TAN
+info" from it with unanchored regex searches (OBO PURL, ``PREFIX:id`` CURIE,
+``.../PREFIX_id``), or from the term source when none matches. Whether a cell's
+term gets a ``valueReference``, and a header a ``propertyID``, depends on that
+info. A CURIE-like accession would be rewritten to an Ontobee URL; the fast
+engine does not reproduce that rewriting and sends such payloads to arctrl
+(:func:`needs_ontobee_url`).
+"""
+
+from __future__ import annotations
+
+import re
+
+from services.builder.engines.fast.graph import Node, put
+from services.common.payload import OntologyAnnotation
+
+_SHORT = re.compile(r"(\w+?):(\w+)")
+_TAN_PATTERNS = (
+    _SHORT,
+    re.compile(r"http://purl.obolibrary.org/obo/(\w+?)_(\w+)"),
+    re.compile(r".*\/(\w+?)[:_](\w+)"),
+    re.compile(r".*252F(\w+?)_(\w+)"),
+)
+#: The local id part of an accession, as the reference mapping derives the term source (services.builder.ontology).
+_ACCESSION_TAIL = re.compile(r"([A-Za-z][A-Za-z0-9]*)[_:][A-Za-z0-9]+")
+
+
+def accession(uri: str | None) -> str | None:
+    """The TAN arctrl stores: empty and ``:`` mean none."""
+    return None if uri in (None, "", ":") else uri
+
+
+def term_source(uri: str | None) -> str | None:
+    """Same rule as :func:`services.builder.ontology.term_source` (kept free of the arctrl import)."""
+    if not uri:
+        return None
+    tail = re.split(r"[/#]", uri.strip().rstrip("/"))[-1]
+    match = _ACCESSION_TAIL.fullmatch(tail)
+    return match.group(1) if match else None
+
+
+def needs_ontobee_url(uri: str | None) -> bool:
+    """True if arctrl would rewrite this accession (it contains a ``PREFIX:id`` part)."""
+    tan = accession(uri)
+    return tan is not None and _SHORT.search(tan.strip()) is not None
+
+
+def has_tan_info(uri: str | None) -> bool:
+    """arctrl's ``TANInfo.IsSome`` for an annotation built from this URI by the reference mapping."""
+    tan = accession(uri)
+    if tan is None:
+        return False
+    stripped = tan.strip()
+    return any(pattern.search(stripped) for pattern in _TAN_PATTERNS) or bool(term_source(uri))
+
+
+def tan_url(uri: str | None) -> str | None:
+    """``TermAccessionAndOntobeeUrlIfShort`` with "" as none (callers rule out short accessions first)."""
+    return accession(uri)
+
+
+def defined_term(name: str | None, uri: str | None) -> Node:
+    """``BaseTypes.composeDefinedTerm``: id is the accession, else ``#OA_<name>``."""
+    code = tan_url(uri)
+    node: Node = {"@id": code or f"#OA_{name or ''}".replace(" ", "_"), "@type": "DefinedTerm"}
+    node["name"] = name or ""
+    put(node, "termCode", code)
+    return node
+
+
+def annotation_term(annotation: OntologyAnnotation) -> Node:
+    return defined_term(annotation.term, annotation.uri)
+
+
+def property_value_from_annotation(annotation: OntologyAnnotation) -> Node:
+    """``BaseTypes.composePropertyValueFromOA`` (an assay's measurement type)."""
+    node: Node = {"@id": f"#PV_{annotation.term}".replace(" ", "_"), "@type": "PropertyValue"}
+    node["name"] = annotation.term
+    put(node, "propertyID", tan_url(annotation.uri))
+    return node
+
+
+def property_value(
+    kind: str,
+    name: str,
+    value: str | None,
+    property_id: str | None,
+    unit_code: str | None,
+    unit_text: str | None,
+    value_reference: str | None,
+) -> Node:
+    """``LDPropertyValue.create<Kind>``: the id holds name and value only (not the unit)."""
+    ident = f"#{kind}_{name}" if value is None else f"#{kind}_{name}_{value}"
+    node: Node = {"@id": ident.replace(" ", "_"), "@type": "PropertyValue", "additionalType": kind}
+    node["name"] = name
+    put(node, "value", value)
+    put(node, "propertyID", property_id)
+    put(node, "unitCode", unit_code)
+    put(node, "unitText", unit_text)
+    put(node, "valueReference", value_reference)
+    return node
+
+
+def comment(name: str, text: str | None) -> Node:
+    """``BaseTypes.composeComment``."""
+    ident = f"#LDComment_{name}" if text is None else f"#LDComment_{name}_{text}"
+    node: Node = {"@id": ident.replace(" ", "_"), "@type": "Comment", "name": name}
+    put(node, "text", text)
+    return node
+
+
+def comment_text(name: str, value: str) -> str:
+    """``Comment.ToString()`` as arctrl writes a table comment into ``disambiguatingDescription``."""
+    return f'Comment {{Name = "{name}", Value = "{value}"}}'
