@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "services.ops.commands",
     "services.uploader.commands",
     "services.store.commands",
+    "services.demo.commands",
 )
 
 

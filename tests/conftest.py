@@ -8,6 +8,8 @@ share the servers without seeing each other's data.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,14 +24,20 @@ from services.common.devstack.state import StackState
 
 
 @pytest.fixture(scope="session")
-def dev_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackState]:
-    """PostgreSQL (wal_level=logical) and the Kafka-protocol broker, started once per session."""
-    state_dir = tmp_path_factory.mktemp("stack")
+def dev_stack() -> Iterator[StackState]:
+    """PostgreSQL (wal_level=logical) and the Kafka-protocol broker, started once per session.
+
+    Not under pytest's own temporary directory: pytest makes that private to its
+    user again at every session start, and as root the PostgreSQL server runs as
+    another user that must be able to reach its data directory.
+    """
+    state_dir = Path(tempfile.mkdtemp(prefix="arcstream-test-stack-"))
     state = stack.up(state_dir, with_store=False)
     try:
         yield state
     finally:
         stack.down(state_dir)
+        shutil.rmtree(state_dir, ignore_errors=True)
 
 
 @pytest.fixture

@@ -59,6 +59,8 @@ class KafkaSettings(BaseModel):
     max_request_size: int = 64 * 1024 * 1024
     compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = "zstd"
     linger_ms: int = 5
+    #: Producer: bytes per partition batch (Java ``batch.size``); larger batches cost less per message.
+    batch_size: int = 1024 * 1024
     #: Producer: bound on messages awaiting acknowledgement, keeps memory flat.
     max_in_flight_sends: int = 500
     request_timeout_ms: int = 40_000

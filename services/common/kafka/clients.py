@@ -56,6 +56,7 @@ def make_producer(kafka: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
         "compression_type": kafka.compression_type,
         "max_request_size": kafka.max_request_size,
         "linger_ms": kafka.linger_ms,
+        "max_batch_size": kafka.batch_size,
     }
     return AIOKafkaProducer(**(options | overrides))
 
