@@ -9,8 +9,10 @@ names the first differing JSON path. The contract is pinned to arctrl 3.2.3.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
 import json
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -22,6 +24,8 @@ from services.builder.engines.fallback import FALLBACK_ENGINE, FallbackArc, Fall
 from services.builder.engines.fast import build_arc_json as fast_build
 from services.builder.engines.fast.support import REJECTED
 from services.builder.worker import build, decode_result, init_worker
+from services.common import metrics
+from services.common.config import Settings
 from services.common.errors import MappingError
 from services.common.payload import (
     AnnotationTable,
@@ -33,9 +37,20 @@ from services.common.payload import (
     Publication,
     Study,
 )
+from services.common.records import header_dict
 from services.common.source.generator import generate_payloads
 
-from .conftest import cells, minimal_payload, oa, rich_payload
+from .conftest import (
+    cells,
+    minimal_payload,
+    oa,
+    payload_message,
+    produce,
+    rich_payload,
+    running_builder,
+    topic,
+    wait_until,
+)
 from .test_mapping import CANNOT_TAKE
 
 ARCTRL_VERSION = "3.2.3"
@@ -487,3 +502,51 @@ def test_worker_marks_fallback_builds_and_refusals() -> None:
     )
     assert not refused.ok and refused.error_class == "MappingError" and refused.fallback == REJECTED
     assert FALLBACK_ENGINE == "arctrl-fallback"
+
+
+# -- the service reports which engine built each ARC -----------------------------------------------
+
+
+def test_service_reports_fast_builds_and_counts_fallbacks(builder_settings: Callable[..., Settings]) -> None:
+    settings = builder_settings(max_concurrent_arc_builds=1)
+    curie, reason = CASES["CURIE accession (arctrl rewrites it)"]
+    payloads = {
+        "inv-fast": rich_payload("inv-fast"),
+        "inv-curie": curie.model_copy(update={"identifier": "inv-curie"}),
+        "inv-refused": minimal_payload("inv-refused", studies=[Study(identifier="")]),
+    }
+
+    def fallbacks(why: str) -> float:
+        return metrics.REGISTRY.get_sample_value("arcstream_build_engine_fallbacks_total", {"reason": why}) or 0.0
+
+    before = {why: fallbacks(why) for why in (reason, REJECTED)}
+
+    async def scenario() -> None:
+        await produce(settings, [payload_message(p, partition=0) for p in payloads.values()])
+        async with running_builder(settings, engine="fast"):
+
+            async def all_reported() -> bool:
+                return len(await topic(settings, settings.topics.report)) >= len(payloads)
+
+            await wait_until(all_reported, "an outcome per payload")
+        arcs = {r.key.decode(): r for r in await topic(settings, settings.topics.arcs)}
+        report = {
+            o["identifier"]: o for o in (json.loads(r.value) for r in await topic(settings, settings.topics.report))
+        }
+
+        assert {key: header_dict(r.headers)["arcstream.engine"] for key, r in arcs.items()} == {
+            "inv-fast": "fast",
+            "inv-curie": FALLBACK_ENGINE,
+        }
+        for key in arcs:
+            assert arcs[key].value == reference_build(payloads[key]).encode()
+        assert {key: (o["status"], o["engine"]) for key, o in report.items()} == {
+            "inv-fast": ("built", "fast"),
+            "inv-curie": ("built", FALLBACK_ENGINE),
+            "inv-refused": ("failed", FALLBACK_ENGINE),
+        }
+        assert report["inv-refused"]["error_class"] == "MappingError"
+
+    asyncio.run(scenario())
+    assert fallbacks(reason) - before[reason] == 1
+    assert fallbacks(REJECTED) - before[REJECTED] == 1
