@@ -5,7 +5,8 @@ the concurrency limit only while its request is on the wire (a retry waiting out
 ``Retry-After`` frees its slot for other ARCs), the answer is classified by
 :mod:`services.uploader.classify`, and tenacity re-runs retriable attempts with
 exponential backoff and full jitter, never earlier than the server's
-``Retry-After`` and never more than ``max_attempts`` times. A ``Retry-After``
+``Retry-After`` (which, when given, replaces the backoff) and never more than
+``max_attempts`` times. A ``Retry-After``
 beyond ``retry_after_max_s`` ends the retries instead of being cut short.
 """
 
@@ -44,9 +45,7 @@ Sleep = Callable[[float], Awaitable[None]]
 class AttemptError(DeliveryError):
     """One attempt failed; ``retriable`` per the table, ``retry_after`` when the server named a wait."""
 
-    def __init__(
-        self, message: str, *, status: int | None, retriable: bool, retry_after: float | None = None
-    ) -> None:
+    def __init__(self, message: str, *, status: int | None, retriable: bool, retry_after: float | None = None) -> None:
         super().__init__(message, status=status, retriable=retriable)
         self.retry_after = retry_after
         self.attempts = 1
@@ -100,21 +99,22 @@ def make_http_client(
 
 
 class _WaitRetryAfterOrBackoff:
-    """Exponential backoff with full jitter, but never shorter than the server's ``Retry-After``."""
+    """The server's ``Retry-After`` plus a little jitter when it named one, else exponential backoff.
+
+    A server that says when to come back knows its load better than our backoff curve
+    does, so its wait replaces the curve (growing it further would only lengthen the tail
+    of a run); the jitter, never negative, keeps clients told the same second apart.
+    """
 
     def __init__(self, settings: UploaderSettings) -> None:
-        self._backoff = wait_random_exponential(
-            multiplier=settings.backoff_initial_s, max=settings.backoff_max_s
-        )
+        self._backoff = wait_random_exponential(multiplier=settings.backoff_initial_s, max=settings.backoff_max_s)
 
     def __call__(self, state: RetryCallState) -> float:
-        backoff = float(self._backoff(state))
         error = state.outcome.exception() if state.outcome else None
         retry_after = getattr(error, "retry_after", None)
         if retry_after is None:
-            return backoff
-        # A little jitter on top spreads clients the server told to come back at the same moment.
-        return max(backoff, retry_after + random.uniform(0, min(1.0, 0.1 * retry_after + 0.05)))
+            return float(self._backoff(state))
+        return float(retry_after) + random.uniform(0, min(1.0, 0.1 * retry_after + 0.05))
 
 
 class _StopOnLongRetryAfter(stop_base):
@@ -150,9 +150,7 @@ class TargetClient:
     async def call(self, method: str, path: str, content: bytes | None = None) -> Reply:
         """Send with retries; return the success reply or raise :class:`AttemptError` (``attempts`` set)."""
         retrying = AsyncRetrying(
-            stop=stop_any(
-                stop_after_attempt(self.settings.max_attempts), _StopOnLongRetryAfter(self.settings)
-            ),
+            stop=stop_any(stop_after_attempt(self.settings.max_attempts), _StopOnLongRetryAfter(self.settings)),
             wait=_WaitRetryAfterOrBackoff(self.settings),
             retry=retry_if_exception(lambda exc: isinstance(exc, AttemptError) and exc.retriable),
             sleep=self._sleep,
@@ -196,9 +194,7 @@ class TargetClient:
         if verdict is Verdict.SUCCESS:
             return response.status_code, _json_or_none(response.content)
         message = failure_message(response.status_code, response.content, len(content) if content else None)
-        retry_after = (
-            parse_retry_after(response.headers.get("Retry-After")) if verdict is Verdict.RETRY else None
-        )
+        retry_after = parse_retry_after(response.headers.get("Retry-After")) if verdict is Verdict.RETRY else None
         if verdict is Verdict.RETRY:
             log.debug("%s %s: %s, retrying", method, path, message)
         raise AttemptError(

@@ -72,7 +72,14 @@ def ok() -> httpx.Response:
 def test_503_with_retry_after_seconds_waits_at_least_that_long() -> None:
     result, sleep, seen = _call([httpx.Response(503, headers={"Retry-After": "3"}), ok()])
     assert isinstance(result, Reply) and result.attempts == 2 and result.body["status"] == "created"
-    assert len(seen) == 2 and len(sleep.waits) == 1 and sleep.waits[0] >= 3.0
+    assert len(seen) == 2 and len(sleep.waits) == 1 and 3.0 <= sleep.waits[0] <= 3.0 + 1.0
+
+
+def test_each_retry_after_is_honoured_without_growing_backoff() -> None:
+    busy = httpx.Response(503, headers={"Retry-After": "1"})
+    result, sleep, _ = _call([busy, busy, busy, ok()])
+    assert isinstance(result, Reply) and result.attempts == 4
+    assert all(1.0 <= wait <= 1.2 for wait in sleep.waits)
 
 
 def test_retry_after_as_http_date_is_honoured() -> None:
