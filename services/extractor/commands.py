@@ -10,10 +10,11 @@ from typing import Any
 
 from services.common.config import load_settings
 from services.common.logs import configure_logging
+from services.common.metrics_server import serve_metrics
 from services.common.source.generator import PROFILES, generate
 from services.common.source.schema import connect, ensure_source_schema
 from services.common.source.writer import write_rows
-from services.extractor.snapshot import run_snapshot, tune_gc_for_batch_work
+from services.extractor.snapshot import SnapshotSummary, run_snapshot, tune_gc_for_batch_work
 
 
 def add_commands(subparsers: Any) -> None:
@@ -38,9 +39,12 @@ def _snapshot(args: argparse.Namespace) -> int:
     tune_gc_for_batch_work()
     configure_logging(settings.log_level, settings.log_format)
     workers = args.workers or settings.extractor_workers
-    summary = asyncio.run(
-        run_snapshot(settings, progress=False if args.no_progress else None, workers=workers)
-    )
+
+    async def snapshot() -> SnapshotSummary:
+        async with serve_metrics(settings.metrics):
+            return await run_snapshot(settings, progress=False if args.no_progress else None, workers=workers)
+
+    summary = asyncio.run(snapshot())
     print(json.dumps(summary.as_dict()))
     return 0
 
@@ -56,9 +60,7 @@ def _gen(args: argparse.Namespace) -> int:
             await conn.commit()
             rows = (
                 row
-                for index, row in enumerate(
-                    generate(args.start + args.investigations, args.seed, args.profile)
-                )
+                for index, row in enumerate(generate(args.start + args.investigations, args.seed, args.profile))
                 if index >= args.start
             )
             return await write_rows(conn, rows)

@@ -29,6 +29,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from tqdm import tqdm
 
+from services.common import metrics
 from services.common.config import Settings
 from services.common.kafka.clients import make_producer, start_client
 from services.common.kafka.topics import ensure_topics
@@ -119,6 +120,9 @@ async def run_snapshot(
             for result in results:
                 per_partition.update(result.published_per_partition)
             failed = sum(result.failed for result in results)
+            metrics.message_out("extract", sum(per_partition.values()))
+            if failed:
+                metrics.message_failed("extract", "AssemblyError", failed)
             await _send_markers(
                 producer,
                 settings,
