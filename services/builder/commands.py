@@ -15,9 +15,7 @@ from services.common.logs import configure_logging
 def add_commands(subparsers: Any) -> None:
     parser = subparsers.add_parser("builder", help="build ARCs: arc.investigations -> arc.arcs")
     parser.add_argument("--group", metavar="ID", help="consumer group id (builder.group_id)")
-    parser.add_argument(
-        "--workers", type=int, metavar="N", help="build worker processes (max_concurrent_arc_builds)"
-    )
+    parser.add_argument("--workers", type=int, metavar="N", help="build worker processes (max_concurrent_arc_builds)")
     parser.add_argument("--engine", choices=sorted({"arctrl", "fast", *ENGINES}), help="build engine")
     parser.set_defaults(handler=_builder)
 

@@ -36,9 +36,11 @@ from aiokafka import (
     ConsumerRecord,
     TopicPartition,
 )
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
+from services.builder import metrics as builder_metrics
 from services.builder.engines import engine_path
+from services.builder.engines.fallback import FALLBACK_ENGINE
 from services.builder.pool import BuildPool
 from services.builder.worker import BuildResult
 from services.common import metrics
@@ -74,6 +76,8 @@ from services.common.report import OutcomeRecord, Status
 log = logging.getLogger(__name__)
 
 STAGE: metrics.StageName = "build"
+#: Pause/resume log lines at INFO level at most this often (the gauge shows every change).
+FLOW_LOG_INTERVAL_S = 10.0
 #: Error messages in DLQ headers are cut to this many characters (the report keeps them whole).
 MAX_HEADER_MESSAGE = 1000
 
@@ -118,6 +122,7 @@ class BuilderService:
         self._failure: BaseException | None = None
         self._stop = asyncio.Event()
         self._last_commit = 0.0
+        self._last_flow_log = -FLOW_LOG_INTERVAL_S
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._pool: BuildPool | None = None
@@ -233,12 +238,20 @@ class BuilderService:
             if missing:
                 consumer.pause(*missing)
             if not self._paused:
-                log.info("in-flight limit %d reached: paused %d partition(s)", self.limit, len(assigned))
+                self._log_flow("in-flight limit %d reached: paused %d partition(s)", self.limit, len(assigned))
         elif self._paused:
             consumer.resume(*consumer.paused())
-            log.info("below in-flight limit (%d/%d): resumed partitions", self.in_flight, self.limit)
+            self._log_flow("below in-flight limit (%d/%d): resumed partitions", self.in_flight, self.limit)
         self._paused = at_limit
         metrics.set_paused_partitions(STAGE, len(consumer.paused()))
+
+    def _log_flow(self, message: str, *args: object) -> None:
+        """Pause/resume lines at INFO, but at most one per interval: under load they alternate per build."""
+        now = time.monotonic()
+        level = logging.INFO if now - self._last_flow_log >= FLOW_LOG_INTERVAL_S else logging.DEBUG
+        if level == logging.INFO:
+            self._last_flow_log = now
+        log.log(level, message, *args)
 
     def partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         """aiokafka forgets pauses on rebalance: re-apply them while at the limit."""
@@ -363,6 +376,8 @@ class BuilderService:
                 except BuildTimeoutError as exc:
                     result = BuildResult(error_class=exc.error_class, error_message=str(exc))
         duration_ms = (time.monotonic() - started) * 1000
+        if result is not None and result.fallback is not None:
+            builder_metrics.engine_fallback(result.fallback)
         if result is None or self._superseded(tp, record):
             await self._report(identifier, headers, "superseded", duration_ms=None)
         elif result.ok:
@@ -375,7 +390,12 @@ class BuilderService:
                 result.error_class or "Error",
                 result.error_message or "",
                 duration_ms,
+                engine=self._engine_used(result),
             )
+
+    def _engine_used(self, result: BuildResult) -> str:
+        """The configured engine, or ``arctrl-fallback`` when it handed this payload to arctrl."""
+        return self.engine if result.fallback is None else FALLBACK_ENGINE
 
     async def _produce_arc(
         self,
@@ -392,12 +412,23 @@ class BuilderService:
                 H_RUN_ID: headers.get(H_RUN_ID),
                 H_SOURCE_TS: headers.get(H_SOURCE_TS),
                 H_CONTENT_HASH: result.content_hash,
-                H_ENGINE: self.engine,
+                H_ENGINE: self._engine_used(result),
             }
         )
-        await asyncio.gather(
-            self._send(self.settings.topics.arcs, record.key, result.arc_json, arc_headers, record.partition),
-            self._report(identifier, headers, "built", duration_ms=duration_ms, content_hash=result.content_hash),
+        assert result.arc_json is not None
+        try:
+            await self._send(self.settings.topics.arcs, record.key, result.arc_json, arc_headers, record.partition)
+        except MessageSizeTooLargeError as exc:  # this ARC's failure, not the service's
+            message = f"ARC of {len(result.arc_json)} bytes is too large for the producer/topic limits: {exc}"
+            await self._fail(record, identifier, headers, "ArcTooLargeError", message, duration_ms)
+            return
+        await self._report(
+            identifier,
+            headers,
+            "built",
+            duration_ms=duration_ms,
+            content_hash=result.content_hash,
+            engine=self._engine_used(result),
         )
         metrics.message_out(STAGE)
 
@@ -409,6 +440,7 @@ class BuilderService:
         error_class: str,
         message: str,
         duration_ms: float,
+        engine: str | None = None,
     ) -> None:
         log.warning(
             "build failed: %s: %s",
@@ -435,6 +467,7 @@ class BuilderService:
                 duration_ms=duration_ms,
                 error_class=error_class,
                 error_message=message,
+                engine=engine or self.engine,
             ),
         )
         metrics.message_failed(STAGE, error_class)
@@ -454,8 +487,7 @@ class BuilderService:
             run_id=headers.get(H_RUN_ID),
             duration_ms=duration_ms,
             latency_ms=_latency_ms(headers.get(H_SOURCE_TS)),
-            engine=self.engine if status != "superseded" else None,
-            **fields,
+            **({"engine": self.engine if status != "superseded" else None} | fields),
         )
         await self._send(
             self.settings.topics.report,

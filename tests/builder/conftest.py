@@ -179,7 +179,7 @@ FAST_GROUP = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500}
 @pytest.fixture
 def builder_settings(make_settings: Callable[..., Settings]) -> Callable[..., Settings]:
     """``make_settings`` with a short group session, so joins and takeovers take seconds."""
-    return lambda **overrides: make_settings(kafka=FAST_GROUP, **overrides)
+    return lambda **overrides: make_settings(**({"kafka": FAST_GROUP} | overrides))
 
 
 Message = tuple[bytes | None, bytes | None, list[tuple[str, bytes]], int | None]

@@ -3,11 +3,13 @@
 ``fake_slow_build_arc_json`` is registered under a test engine name and runs in
 the real worker processes. The payload's description tells it what to do before
 building with real arctrl: ``sleep:<seconds>`` (a hung or slow build), or
-``gate:<path>`` (touch ``<path>.started``, then wait until ``<path>`` exists).
+``gate:<path>`` (touch ``<path>.started``, then wait until ``<path>`` exists), or
+``pid:<dir>`` (touch ``<dir>/<worker pid>``, to see which worker built it).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -24,4 +26,6 @@ def fake_slow_build_arc_json(payload: InvestigationPayload) -> str:
         Path(f"{gate}.started").touch()
         while not gate.exists():
             time.sleep(0.05)
+    elif instruction.startswith("pid:"):
+        (Path(instruction.removeprefix("pid:")) / str(os.getpid())).touch()
     return build_arc_json(payload)

@@ -17,11 +17,13 @@ from services.common.kafka.clients import make_consumer, start_client
 from services.common.records import header_dict
 
 from .conftest import (
+    FAST_GROUP,
     fake_engine,
     marker_message,
     minimal_payload,
     payload_message,
     produce,
+    rich_payload,
     running_builder,
     topic,
     wait_until,
@@ -206,3 +208,42 @@ def test_newest_version_wins_under_out_of_order_completion(
         assert sorted(o["status"] for o in report) == ["built", "superseded"]
 
     asyncio.run(scenario())
+
+
+def test_an_arc_too_large_for_the_topic_goes_to_the_dlq(builder_settings: Callable[..., Settings]) -> None:
+    settings = builder_settings(max_concurrent_arc_builds=1, kafka={**FAST_GROUP, "max_request_size": 8000})
+    big = rich_payload("inv-big")  # ~5 KB of payload, ~10 KB of ARC
+    small = minimal_payload("inv-small")
+
+    async def scenario() -> None:
+        await produce(settings, [payload_message(big, partition=0), payload_message(small, partition=0)])
+        async with running_builder(settings):
+
+            async def handled() -> bool:
+                return len(await topic(settings, settings.topics.report)) == 2
+
+            await wait_until(handled, "both outcomes")
+        dlq = await topic(settings, settings.topics.dlq)
+        assert [(r.key, header_dict(r.headers)["arcstream.error.class"]) for r in dlq] == [
+            (b"inv-big", "ArcTooLargeError")
+        ]
+        assert [r.key for r in await topic(settings, settings.topics.arcs)] == [b"inv-small"]
+
+    asyncio.run(scenario())
+
+
+def test_workers_are_recycled_after_max_builds(builder_settings: Callable[..., Settings], tmp_path: Path) -> None:
+    settings = builder_settings(max_concurrent_arc_builds=1, builder={"max_builds_per_worker": 1})
+    payloads = [minimal_payload(f"inv-{i}", description_text=f"pid:{tmp_path}") for i in range(3)]
+
+    async def scenario() -> None:
+        await produce(settings, [payload_message(p, partition=0) for p in payloads])
+        async with running_builder(settings, engine=fake_engine()):
+
+            async def built() -> bool:
+                return len(await topic(settings, settings.topics.arcs)) == 3
+
+            await wait_until(built, "three ARCs")
+
+    asyncio.run(scenario())
+    assert len(list(tmp_path.iterdir())) == 3  # one worker process per build
