@@ -28,35 +28,33 @@ def put(node: Node, key: str, value: Any) -> None:
         node[key] = value
 
 
-def _equalitor(value: Any) -> Any:
+def _key(value: Any) -> Any:
     """What arctrl compares when merging: a node or reference by id, anything else by value."""
-    if isinstance(value, dict):
-        return value["@id"]
-    return value
+    return value["@id"] if type(value) is dict else value
 
 
 def _merge_property(existing: Any, new: Any) -> Any | None:
     """The merged value of one property, or ``None`` to keep the existing value as it is."""
-    if isinstance(new, list) and isinstance(existing, list):
-        seen: set[Any] = set()
-        merged = []
-        for item in (*existing, *new):
-            key = _equalitor(item)
-            if key not in seen:
-                seen.add(key)
-                merged.append(item)
-        return merged
-    if isinstance(new, list):
-        target = _equalitor(existing)
-        if any(_equalitor(item) == target for item in new):
+    if type(new) is list:
+        if type(existing) is list:
+            seen: set[Any] = set()
+            merged = []
+            for item in (*existing, *new):
+                key = _key(item)
+                if key not in seen:
+                    seen.add(key)
+                    merged.append(item)
+            return merged
+        target = _key(existing)
+        if any(_key(item) == target for item in new):
             return None
         return [*new, existing]
-    if isinstance(existing, list):
-        target = _equalitor(new)
-        if any(_equalitor(item) == target for item in existing):
+    if type(existing) is list:
+        target = _key(new)
+        if any(_key(item) == target for item in existing):
             return None
         return [*existing, new]
-    if _equalitor(new) == _equalitor(existing):
+    if new == existing or _key(new) == _key(existing):
         return None
     return [new, existing]
 
@@ -83,31 +81,24 @@ class Graph:
                 existing[key] = merged
 
     def flatten(self, node: Node) -> dict[str, str]:
-        """Add ``node`` and everything below it (children first); return a reference to it."""
+        """Add ``node`` and everything below it (children first); return a reference to it.
+
+        Values are strings, nodes (a dict with ``@type``), references, or lists of those.
+        """
         for key, value in node.items():
-            if key not in _STATIC_KEYS:
-                node[key] = self._flatten_value(value)
+            kind = type(value)
+            if kind is list:
+                node[key] = [self.flatten(item) if type(item) is dict and "@type" in item else item for item in value]
+            elif kind is dict and "@type" in value and key not in _STATIC_KEYS:
+                node[key] = self.flatten(value)
         self.add(node)
         return {"@id": node["@id"]}
 
-    def _flatten_value(self, value: Any) -> Any:
-        if isinstance(value, dict):
-            return self.flatten(value) if "@type" in value else value
-        if isinstance(value, list):
-            return [self._flatten_value(item) for item in value]
-        return value
-
     def compacted(self) -> list[Node]:
-        """The graph as written: lists of one element become that element."""
-        return [_compact_node(node) for node in self.nodes.values()]
-
-
-def _compact_node(node: Node) -> Node:
-    return {key: _compact(value) for key, value in node.items()}
-
-
-def _compact(value: Any) -> Any:
-    if isinstance(value, list):
-        items = [_compact(item) for item in value]
-        return items[0] if len(items) == 1 else items
-    return value
+        """The graph as written, in place: a list of one element becomes that element."""
+        nodes = list(self.nodes.values())
+        for node in nodes:
+            for key, value in node.items():
+                if type(value) is list and len(value) == 1:
+                    node[key] = value[0]
+        return nodes

@@ -12,6 +12,7 @@ engine does not reproduce that rewriting and sends such payloads to arctrl
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from services.builder.engines.fast.graph import Node, put
 from services.common.payload import OntologyAnnotation
@@ -41,12 +42,14 @@ def term_source(uri: str | None) -> str | None:
     return match.group(1) if match else None
 
 
+@lru_cache(maxsize=4096)
 def needs_ontobee_url(uri: str | None) -> bool:
     """True if arctrl would rewrite this accession (it contains a ``PREFIX:id`` part)."""
     tan = accession(uri)
     return tan is not None and _SHORT.search(tan.strip()) is not None
 
 
+@lru_cache(maxsize=4096)
 def has_tan_info(uri: str | None) -> bool:
     """arctrl's ``TANInfo.IsSome`` for an annotation built from this URI by the reference mapping."""
     tan = accession(uri)
