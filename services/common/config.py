@@ -113,7 +113,7 @@ class BuilderSettings(BaseModel):
     model_config = _FROZEN
 
     group_id: str = "arcstream-builder"
-    engine: Literal["arctrl", "fast"] = "arctrl"
+    engine: Literal["arctrl", "fast"] = "fast"
     #: Worker processes are replaced after this many builds to bound memory.
     max_builds_per_worker: int = Field(default=200, ge=1)
     #: On SIGTERM, in-flight builds get this long to finish before they are abandoned (re-read later).

@@ -69,7 +69,7 @@ def test_payloads_markers_tombstones_and_failures_flow_through(
         headers = header_dict(arc.headers)
         assert headers["arcstream.content.hash"] == content_hash(json.loads(arc.value))
         assert (headers["arcstream.engine"], headers["arcstream.run.id"], headers["arcstream.kind"]) == (
-            "arctrl",
+            settings.builder.engine,
             run,
             "arc",
         )
