@@ -8,7 +8,9 @@ test runs last because it stops and restarts both processes.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -16,7 +18,8 @@ import pytest
 
 from services.common.devstack.state import StackState
 from services.common.kafka.clients import make_producer, start_client
-from services.common.records import dumps
+from services.common.kafka.reading import read_topic
+from services.common.records import dumps, loads
 from services.common.source.loader import load_payloads
 from tests.extractor.cdc_support import CdcStack, TopicWatcher, cdc_stack
 
@@ -138,6 +141,52 @@ def test_setup_prepared_the_captured_tables(cdc: CdcStack) -> None:
     assert published == {"vInvestigation", "vStudy", "vAssay", "vContact", "vPublication", "vAnnotationTable"}
     # Children need old values to find their investigation after a delete; the root's key is enough.
     assert {name for name, identity in identities.items() if identity == "f"} == published - {"vInvestigation"}
+
+
+def test_capture_writes_what_kafka_connect_would(cdc: CdcStack) -> None:
+    """Topics, keys and values shaped like the real captured examples (JsonConverter, no schemas)."""
+    examples = json.loads((Path(__file__).parent / "data" / "debezium_examples.json").read_text(encoding="utf-8"))
+    plain = examples["A_schemas_enable_false"]
+    change_example = next(e["value"] for e in plain if e["value"] and e["value"].get("op") == "u")
+    end_example = next(e["value"] for e in plain if e["value"] and e["value"].get("status") == "END")
+    prefix = cdc.settings.cdc.topic_prefix
+    with cdc.conn() as conn:
+        add_investigation(conn, "CDC-SHAPE")
+        conn.execute("""UPDATE "vStudy" SET title = 'x' WHERE investigation_ref = 'CDC-SHAPE'""")
+        conn.execute("""DELETE FROM "vStudy" WHERE investigation_ref = 'CDC-SHAPE'""")
+
+    async def scenario() -> None:
+        async with TopicWatcher(cdc.settings.kafka, cdc.settings.topics.investigations) as watcher:
+            with cdc.conn() as conn:
+                conn.execute("""UPDATE "vInvestigation" SET title = 'done' WHERE identifier = 'CDC-SHAPE'""")
+            await watcher.wait_for_latest("CDC-SHAPE", lambda p: p is not None and p["title"] == "done")
+
+    asyncio.run(scenario())  # everything before this update has been captured by now
+
+    def records(topic: str) -> list[tuple[Any, Any]]:
+        found = asyncio.run(read_topic(cdc.settings.kafka, topic))
+        return [(loads(r.key), None if r.value is None else loads(r.value)) for r in found]
+
+    study_records = records(f"{prefix}.public.vStudy")
+    mine = [
+        index
+        for index, (_, value) in enumerate(study_records)
+        if value is not None and (value["after"] or value["before"])["investigation_ref"] == "CDC-SHAPE"
+    ]
+    changes = [study_records[index] for index in mine]
+    assert [value["op"] for _, value in changes] == ["c", "u", "d"]
+    key = changes[0][0]
+    assert set(key) == {"id"} and all(k == key for k, _ in changes)
+    assert study_records[mine[-1] + 1] == (key, None), "a tombstone follows the delete"
+    for _, value in changes:
+        assert set(value) == set(change_example)
+        assert set(value["source"]) == set(change_example["source"])
+        assert value["source"]["snapshot"] == "false" and value["transaction"]["id"].split(":")[0].isdigit()
+    markers = [value for _, value in records(f"{prefix}.transaction")]
+    assert {m["status"] for m in markers} == {"BEGIN", "END"}
+    assert all(set(m) == set(end_example) for m in markers)
+    heartbeats = records(f"__debezium-heartbeat.{prefix}")
+    assert heartbeats and all(k == {"serverName": prefix} and set(v) == {"ts_ms"} for k, v in heartbeats)
 
 
 def test_insert_update_delete_on_each_relation_changes_exactly_that_investigation(cdc: CdcStack) -> None:
