@@ -32,10 +32,10 @@ from aiokafka.errors import KafkaError
 
 from services.common import metrics
 from services.common.config import Settings
-from services.common.errors import RecordError
+from services.common.errors import ConfigError, RecordError
 from services.common.kafka.clients import make_consumer, make_producer, start_client
 from services.common.kafka.offsets import OffsetTracker
-from services.common.kafka.topics import ensure_topics
+from services.common.kafka.topics import ensure_topics, topic_specs
 from services.common.metrics_server import Readiness, serve_metrics
 from services.common.source.loader import PayloadLoader
 from services.common.source.schema import check_source_contract, connect
@@ -60,8 +60,19 @@ STAGE: metrics.StageName = "extract"
 
 
 def change_topic_pattern(settings: Settings) -> str:
-    """Every topic ``<topic_prefix>.<...>`` (change topics and the transaction topic)."""
-    return rf"^{re.escape(settings.cdc.topic_prefix)}\..+"
+    """Every topic ``<topic_prefix>.<...>`` (change topics and the transaction topic).
+
+    Refuses a prefix that would also match arcstream's own topics (``cdc.topic_prefix`` equal to
+    ``topics.prefix``): the extractor would read its own payloads as changes.
+    """
+    pattern = rf"^{re.escape(settings.cdc.topic_prefix)}\..+"
+    own = [spec.name for spec in topic_specs(settings) if re.match(pattern, spec.name)]
+    if own:
+        raise ConfigError(
+            f"cdc.topic_prefix {settings.cdc.topic_prefix!r} also matches arcstream's topics ({', '.join(own)}): "
+            "choose a prefix different from topics.prefix"
+        )
+    return pattern
 
 
 class CdcExtractor:
@@ -230,6 +241,7 @@ class _Rebalance(ConsumerRebalanceListener):
 
 async def run_cdc_extractor(settings: Settings, stop: asyncio.Event) -> None:
     """Run incremental extraction until ``stop`` is set."""
+    pattern = change_topic_pattern(settings)
     conn = await connect(settings.database_url.get_secret_value(), autocommit=True)
     producer = make_producer(settings.kafka)
     # Short fetch waits: a change should not sit at the broker for the default 500 ms long poll.
@@ -242,7 +254,7 @@ async def run_cdc_extractor(settings: Settings, stop: asyncio.Event) -> None:
         await start_client(producer, settings.kafka)
         readiness = Readiness("broker", "assigned")
         listener = _Rebalance(readiness)
-        consumer.subscribe(pattern=change_topic_pattern(settings), listener=listener)
+        consumer.subscribe(pattern=pattern, listener=listener)
         async with serve_metrics(settings.metrics, readiness):
             await start_client(consumer, settings.kafka)
             readiness.set("broker", True)

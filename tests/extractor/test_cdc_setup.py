@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +16,7 @@ from services.common.errors import ConfigError
 from services.common.source.schema import ensure_source_schema
 from services.extractor.capture.properties import connector_properties
 from services.extractor.capture.setup import setup_cdc
+from services.extractor.cdc import change_topic_pattern
 from services.extractor.cdc_mapping import InvestigationMapper, UnmappableChangeError
 
 CHILDREN = {"vStudy", "vAssay", "vContact", "vPublication", "vAnnotationTable"}
@@ -143,3 +145,12 @@ def test_connector_properties_follow_the_settings(make_settings: Callable[..., S
     assert props["table.include.list"] == r"\Qpublic\E\.\QvStudy\E,\Qpublic\E\.\QvInvestigation\E"
     assert props["snapshot.mode"] == "no_data"
     assert props["offset.storage.file.filename"].endswith("slot1.offsets")
+
+
+def test_the_change_topic_prefix_must_not_match_our_own_topics(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings()
+    clash = make_settings(cdc={"topic_prefix": settings.topics.prefix})
+    with pytest.raises(ConfigError, match=r"topics\.prefix"):
+        change_topic_pattern(clash)
+    assert re.match(change_topic_pattern(settings), f"{settings.cdc.topic_prefix}.public.vStudy")
+    assert not re.match(change_topic_pattern(settings), settings.topics.investigations)
