@@ -314,15 +314,19 @@ CANNOT_TAKE: dict[str, tuple[dict[str, Any], str]] = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(CANNOT_TAKE))
-def test_cannot_take_cases_fail_with_a_precise_reason(case: str) -> None:
-    fields, reason = CANNOT_TAKE[case]
+def cannot_take_payload(case: str) -> InvestigationPayload:
+    """The payload of one cannot-take case (built past validation where the model itself would refuse it)."""
+    fields, _ = CANNOT_TAKE[case]
     data = minimal_payload().model_dump() | fields
-    payload = (
+    return (
         InvestigationPayload.model_construct(**data) if case.startswith("blank inv") else InvestigationPayload(**data)
     )
-    with pytest.raises(MappingError, match=re.escape(reason)):
-        build_arc_json(payload)
+
+
+@pytest.mark.parametrize("case", sorted(CANNOT_TAKE))
+def test_cannot_take_cases_fail_with_a_precise_reason(case: str) -> None:
+    with pytest.raises(MappingError, match=re.escape(CANNOT_TAKE[case][1])):
+        build_arc_json(cannot_take_payload(case))
 
 
 @pytest.fixture(scope="module")

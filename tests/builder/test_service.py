@@ -28,6 +28,7 @@ from .conftest import (
     topic,
     wait_until,
 )
+from .test_mapping import CANNOT_TAKE, cannot_take_payload
 
 
 def test_payloads_markers_tombstones_and_failures_flow_through(
@@ -247,3 +248,27 @@ def test_workers_are_recycled_after_max_builds(builder_settings: Callable[..., S
 
     asyncio.run(scenario())
     assert len(list(tmp_path.iterdir())) == 3  # one worker process per build
+
+
+def test_every_cannot_take_case_is_a_dlq_record_not_a_crash(builder_settings: Callable[..., Settings]) -> None:
+    settings = builder_settings(max_concurrent_arc_builds=2)
+    bad = [
+        (f"inv-{i}".encode(), orjson.dumps(cannot_take_payload(case).model_dump(mode="json")), [], i % 3)
+        for i, case in enumerate(sorted(CANNOT_TAKE))
+    ]
+    good = payload_message(rich_payload("inv-rich"), partition=0)
+
+    async def scenario() -> None:
+        await produce(settings, [*bad, good])
+        async with running_builder(settings):
+
+            async def handled() -> bool:
+                return len(await topic(settings, settings.topics.report)) == len(bad) + 1
+
+            await wait_until(handled, "an outcome for every payload")
+        dlq = await topic(settings, settings.topics.dlq)
+        assert sorted(r.key for r in dlq) == sorted(key for key, *_ in bad)
+        assert {header_dict(r.headers)["arcstream.error.class"] for r in dlq} == {"MappingError"}
+        assert [r.key for r in await topic(settings, settings.topics.arcs)] == [b"inv-rich"]
+
+    asyncio.run(scenario())
