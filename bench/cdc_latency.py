@@ -199,6 +199,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         "kafka": {"bootstrap_servers": state.broker.url, "session_timeout_ms": 2000, "heartbeat_interval_ms": 500},
         "topics": {"prefix": prefix, "partitions": 3},
         "uploader": {"target_url": state.store.url},
+        "builder": {"engine": args.engine} if args.engine else {},
         "cdc": {
             "topic_prefix": f"{prefix}db",
             "slot_name": f"{prefix}_slot",
@@ -219,6 +220,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         "investigations": len(identifiers),
         "duration_s": args.duration,
         "build_workers": args.workers,
+        "build_engine": settings.builder.engine,
         "debounce_ms": settings.cdc.debounce_ms,
         "cpu_count": os.cpu_count(),
         "rates": {},
@@ -303,7 +305,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         shutil.rmtree(work, ignore_errors=True)
     result["note"] = (
         "accepted = uploader latency_ms from the oldest change in each payload (worst case per payload); "
-        "2 shared CPU cores, arctrl builder"
+        "2 shared CPU cores"
     )
     return result
 
@@ -314,6 +316,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=60.0, help="seconds per rate")
     parser.add_argument("--investigations", type=int, default=10)
     parser.add_argument("--workers", type=int, default=1, help="builder processes")
+    parser.add_argument("--engine", help="builder engine (builder.engine; default as configured)")
     parser.add_argument("--settle", type=float, default=10.0, help="seconds to wait for the upload tail")
     args = parser.parse_args()
     args.rates = [int(r) for r in args.rates.split(",")]
