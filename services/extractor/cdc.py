@@ -32,7 +32,7 @@ from aiokafka.errors import KafkaError
 
 from services.common import metrics
 from services.common.config import Settings
-from services.common.errors import ConfigError, RecordError
+from services.common.errors import ConfigError, RecordError, SourceUnavailableError
 from services.common.kafka.clients import make_consumer, make_producer, start_client
 from services.common.kafka.offsets import OffsetTracker
 from services.common.kafka.topics import ensure_topics, topic_specs
@@ -183,7 +183,11 @@ class CdcExtractor:
         batch = self._settings.db_batch_size
         for start in range(0, len(identifiers), batch):
             chunk = identifiers[start : start + batch]
-            results = await self._loader.load_payloads(self._conn, chunk)
+            try:
+                results = await self._loader.load_payloads(self._conn, chunk)
+            except psycopg.OperationalError as exc:
+                # Fatal: nothing of this group is committed, so a restart re-reads it.
+                raise SourceUnavailableError(f"the database went away while re-reading investigations: {exc}") from exc
             for identifier in chunk:
                 ts_ms = group.roots[identifier]
                 source_ts = iso_from_ms(ts_ms) if ts_ms is not None else None
