@@ -13,6 +13,7 @@ Flow per message (same partition order as the topic, parallel across identifiers
   its partition has its outcome — the harvest is PATCHed ``COMPLETED``. A run whose
   ``run-end`` never came on a partition before the next run started there was aborted:
   its harvest is ``CANCELLED``. A run whose harvest cannot be created is ``FAILED``.
+  ARCs of a run without an open harvest are delivered one by one, never dropped.
 
 Outcome records go to ``arc.report`` (failures also to ``arc.dlq``) and are acked
 before the offset counts as done; offsets are committed contiguously per partition.
@@ -75,7 +76,7 @@ from services.store.rocrate import arc_id as make_arc_id
 from services.uploader.keyed import KeyedScheduler
 from services.uploader.recovery import H_ORIGIN_GROUP, end_offsets, written_outcomes
 from services.uploader.state import CommitMark, DeliveredHash, DeliveredState, RunRecord, target_key
-from services.uploader.target import AttemptError, TargetClient
+from services.uploader.target import AttemptError, Reply, TargetClient
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,8 @@ class Run:
     #: Set once the harvest exists (or creating it failed for good).
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    #: Partitions whose run-end marker was taken in (handled or waiting for earlier messages).
+    #: Partitions whose run-start / run-end marker was taken in (handled or still waiting).
+    starts_taken: set[int] = field(default_factory=set)
     ends_taken: set[int] = field(default_factory=set)
 
 
@@ -403,13 +405,18 @@ class Uploader:
             return
         run = self._run(marker.run_id)
         if marker.kind == "run-start":
+            # On this partition another run started and never ended: its extraction was aborted.
             aborted = [
                 other
                 for other in self._runs.values()
-                if other is not run and other.record.status == "RUNNING" and tp.partition not in other.ends_taken
+                if other is not run
+                and other.record.status == "RUNNING"
+                and tp.partition in other.starts_taken
+                and tp.partition not in other.ends_taken
             ]
             if run is None:
                 run = self._new_run(marker)
+            run.starts_taken.add(tp.partition)
             self._spawn(self._run_start(tp, record.offset, run, aborted))
         else:
             if run is not None:
@@ -423,7 +430,7 @@ class Uploader:
         run = self._runs.get(run_id)
         if run is None and run_id in self.state.runs:
             record = self.state.runs[run_id].model_copy(deep=True)
-            run = Run(record, ends_taken=set(record.ended))
+            run = Run(record, starts_taken=set(record.started), ends_taken=set(record.ended))
             if record.harvest_id is not None or record.status != "RUNNING":
                 run.ready.set()
             self._runs[run_id] = run
@@ -446,6 +453,9 @@ class Uploader:
             await self._close_run(other, "CANCELLED", f"run {run.record.run_id} started before this run ended")
         async with run.lock:
             record = run.record
+            changed = tp.partition not in record.started
+            if changed:
+                record.started.append(tp.partition)
             if record.harvest_id is None and record.status == "RUNNING":
                 body = dumps({"rdi": self.rdi, "expected_datasets": record.expected})
                 try:
@@ -456,6 +466,8 @@ class Uploader:
                     record.status = "FAILED"
                     record.error = f"cannot create the harvest: {exc}"
                     log.error("run %s: %s", record.run_id, record.error)
+                changed = True
+            if changed:
                 await self.state.put_run(record)
             run.ready.set()
         await self._finish(tp, offset)
@@ -546,29 +558,14 @@ class Uploader:
         if message.content_hash is None:
             document = loads(message.value)
             message.content_hash = await asyncio.to_thread(content_hash, document)
-        harvest_id: str | None = None
-        if message.run_id is not None:
-            run = self._run(message.run_id)
-            if run is not None:
-                await run.ready.wait()
-                if run.record.status == "FAILED":
-                    error = ArcstreamError(run.record.error or f"run {message.run_id} failed")
-                    return Result(self._failed(message, error, attempts=0), dlq=True)
-                if run.record.status != "RUNNING" or run.record.harvest_id is None:
-                    reason = f"run {message.run_id} is {run.record.status}; its harvest takes no more ARCs"
-                    return Result(self._outcome(message, "skipped", attempts=0, error_message=reason))
-                harvest_id = run.record.harvest_id
+        run = self._run(message.run_id) if message.run_id is not None else None
+        if run is not None:
+            await run.ready.wait()
         last = self.state.hashes.get(message.identifier)
         if not self.force and last is not None and last.content_hash == message.content_hash:
             return Result(self._outcome(message, "unchanged", attempts=0, arc_id=last.arc_id))
-        if harvest_id is None:
-            path = "/v3/arcs"
-            body = b'{"rdi":' + dumps(self.rdi) + b',"arc":' + message.value + b"}"
-        else:
-            path = f"/v3/harvests/{harvest_id}/arcs"
-            body = b'{"arc":' + message.value + b"}"
         try:
-            reply = await self._client.call("POST", path, body)
+            reply = await self._post_arc(message, message.value, run)
         except AttemptError as exc:
             return Result(self._failed(message, exc, attempts=exc.attempts), dlq=True)
         answer = reply.body if isinstance(reply.body, dict) else {}
@@ -585,6 +582,24 @@ class Uploader:
         outcome = self._outcome(message, status, attempts=reply.attempts, http_status=reply.status, arc_id=arc_id)
         delivered = DeliveredHash(content_hash=message.content_hash, arc_id=arc_id, at=outcome.at)
         return Result(outcome, delivered_hash=delivered)
+
+    async def _post_arc(self, message: Message, value: bytes, run: Run | None) -> Reply:
+        """Into the run's harvest while it is open, else (CDC, or a closed run) as a single ARC.
+
+        An ARC of an aborted or failed run is still the newest content of its identifier,
+        so it is delivered on its own rather than dropped; the same happens when the
+        harvest closed while the request was under way (409 from a closed harvest).
+        """
+        assert self._client is not None
+        harvest_id = run.record.harvest_id if run is not None and run.record.status == "RUNNING" else None
+        if harvest_id is not None:
+            try:
+                return await self._client.call("POST", f"/v3/harvests/{harvest_id}/arcs", b'{"arc":' + value + b"}")
+            except AttemptError as exc:
+                if exc.status != 409 or run is None or run.record.status == "RUNNING":
+                    raise
+        body = b'{"rdi":' + dumps(self.rdi) + b',"arc":' + value + b"}"
+        return await self._client.call("POST", "/v3/arcs", body)
 
     async def _delete(self, message: Message) -> Result:
         assert self._client is not None

@@ -50,6 +50,8 @@ class RunRecord(BaseModel):
     status: RunStatus = "RUNNING"
     expected: int
     partitions: int
+    #: Partitions whose run-start marker was handled.
+    started: list[int] = Field(default_factory=list)
     #: Partitions whose run-end marker was handled (everything before it had an outcome).
     ended: list[int] = Field(default_factory=list)
     published: dict[str, int] = Field(default_factory=dict)
