@@ -16,6 +16,11 @@ debounce. A transaction still incomplete after ``transaction_timeout``
 is flushed anyway: the re-read sees committed data either way, grouping only
 saves work.
 
+A transaction that completes after one of its investigations was already
+re-read (a flush that happened after the transaction's change to it arrived,
+hence after its commit) does not re-read that investigation again: the earlier
+read saw the change. This keeps a burst from ending in duplicate payloads.
+
 Every record's position travels with the group it joined, so its offset is
 marked done only when the group's payloads are acknowledged.
 """
@@ -57,6 +62,8 @@ class _Transaction:
     group: Group = field(default_factory=Group)
     seen: int = 0
     expected: int | None = None
+    #: Root -> when its latest change in this transaction arrived.
+    touched: dict[str, float] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:
@@ -73,6 +80,8 @@ class ChangeGrouper:
         self._pending = Group()
         self._pending_since: float | None = None
         self._last_flush = float("-inf")
+        #: Root -> when a flush last took it (re-reads start after this time).
+        self._flushed: dict[str, float] = {}
 
     def change(
         self, position: Position, tx_id: str | None, roots: set[str], commit_ts_ms: int | None, now: float
@@ -86,6 +95,7 @@ class ChangeGrouper:
         tx.seen += 1
         tx.group.positions.append(position)
         tx.group.add(roots, commit_ts_ms)
+        tx.touched.update(dict.fromkeys(roots, now))
         self._close_if_complete(tx_id, now)
 
     def end(self, position: Position, tx_id: str, event_count: int, now: float) -> None:
@@ -102,11 +112,15 @@ class ChangeGrouper:
     def due(self, now: float) -> Group | None:
         """The group to flush now: something is pending and the last flush is ``debounce`` ago."""
         for tx_id in [t for t, tx in self._open.items() if now - tx.opened >= self._timeout]:
-            self._to_pending(now).merge(self._open.pop(tx_id).group)
+            self._close(tx_id, now)
         if self._pending_since is None or now < self._last_flush + self._debounce:
             return None
         self._last_flush = now
-        return self._take()
+        group = self._take()
+        self._flushed.update(dict.fromkeys(group.roots, now))
+        horizon = now - 2 * self._timeout - self._debounce  # older transactions were flushed by timeout
+        self._flushed = {root: at for root, at in self._flushed.items() if at >= horizon}
+        return group
 
     def drain(self) -> Group:
         """Everything held, complete or not (for shutdown)."""
@@ -118,6 +132,7 @@ class ChangeGrouper:
     def clear(self) -> None:
         """Forget everything (partitions revoked: their uncommitted records will be read again)."""
         self._open.clear()
+        self._flushed.clear()
         self._take()
 
     def seconds_to_next(self, now: float) -> float | None:
@@ -129,7 +144,15 @@ class ChangeGrouper:
 
     def _close_if_complete(self, tx_id: str, now: float) -> None:
         if self._open[tx_id].complete:
-            self._to_pending(now).merge(self._open.pop(tx_id).group)
+            self._close(tx_id, now)
+
+    def _close(self, tx_id: str, now: float) -> None:
+        """Move a transaction to pending, minus roots re-read since its change to them arrived."""
+        tx = self._open.pop(tx_id)
+        for root, touched in tx.touched.items():
+            if self._flushed.get(root, float("-inf")) > touched:
+                del tx.group.roots[root]
+        self._to_pending(now).merge(tx.group)
 
     def _to_pending(self, now: float) -> Group:
         if self._pending_since is None:

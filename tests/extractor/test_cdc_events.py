@@ -146,3 +146,22 @@ def test_changes_without_transaction_metadata_are_debounced_and_drain_takes_ever
     drained = grouper.drain()
     assert drained.roots == {"INV-2": 6, "INV-3": 7}
     assert not grouper.drain()
+
+
+def test_a_transaction_completing_after_its_investigation_was_re_read_adds_no_duplicate() -> None:
+    grouper = ChangeGrouper(debounce_s=0.3, transaction_timeout_s=5)
+    grouper.change((TP, 1), "1", {"INV-1"}, 1000, now=0.0)
+    grouper.end((TX, 1), "1", event_count=1, now=0.0)
+    grouper.change((TP, 2), "2", {"INV-1", "INV-2"}, 1001, now=0.05)  # END of tx 2 still on its way
+    first = grouper.due(now=0.1)
+    assert first is not None and set(first.roots) == {"INV-1"}, "this read already sees tx 2's change"
+    grouper.end((TX, 2), "2", event_count=1, now=0.2)
+    second = grouper.due(now=0.4)
+    assert second is not None
+    assert second.roots == {"INV-2": 1001}, "INV-1 was re-read after tx 2 reached us; INV-2 was not"
+    assert sorted(second.positions) == sorted([(TP, 2), (TX, 2)])
+    # A change that arrives after a flush is re-read again.
+    grouper.change((TP, 3), "3", {"INV-1"}, 1002, now=0.5)
+    grouper.end((TX, 3), "3", event_count=1, now=0.5)
+    third = grouper.due(now=0.8)
+    assert third is not None and third.roots == {"INV-1": 1002}
