@@ -30,6 +30,7 @@ import yaml
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from services.common.config import KafkaSettings, Settings, load_settings
+from services.common.devstack.ports import free_port
 from services.common.devstack.processes import terminate
 from services.common.devstack.stack import start_store
 from services.common.devstack.state import StackState
@@ -94,6 +95,8 @@ class CdcStack:
     #: Builder and uploader (and the store's URL) when the stack runs the whole pipeline.
     downstream: list[ServiceProcess] = field(default_factory=list)
     store_url: str | None = None
+    #: ``/metrics``, ``/healthz``, ``/readyz`` of capture and extractor.
+    metrics_urls: dict[str, str] = field(default_factory=dict)
 
     def start_capture(self) -> None:
         self.capture.start()
@@ -216,11 +219,17 @@ def cdc_stack(
         return lines
 
     env = _service_env(tmp, config_file)
+    ports = {"capture": free_port(), "extractor": free_port()}
     stack = CdcStack(
         settings=settings,
         database_url=database_url,
-        capture=ServiceProcess(["cdc", "capture"], env, tmp / "capture.log"),
-        extractor=ServiceProcess(["extract", "cdc"], env, tmp / "extractor.log"),
+        capture=ServiceProcess(
+            ["cdc", "capture"], env | {"ARCSTREAM_METRICS__PORT": str(ports["capture"])}, tmp / "capture.log"
+        ),
+        extractor=ServiceProcess(
+            ["extract", "cdc"], env | {"ARCSTREAM_METRICS__PORT": str(ports["extractor"])}, tmp / "extractor.log"
+        ),
+        metrics_urls={name: f"http://127.0.0.1:{port}" for name, port in ports.items()},
         downstream=[
             ServiceProcess([name], env, tmp / f"{name}.log") for name in (("builder", "uploader") if pipeline else ())
         ],

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 
@@ -187,6 +189,21 @@ def test_capture_writes_what_kafka_connect_would(cdc: CdcStack) -> None:
     assert all(set(m) == set(end_example) for m in markers)
     heartbeats = records(f"__debezium-heartbeat.{prefix}")
     assert heartbeats and all(k == {"serverName": prefix} and set(v) == {"ts_ms"} for k, v in heartbeats)
+
+
+def test_capture_and_extractor_report_health_readiness_and_metrics(cdc: CdcStack) -> None:
+    for name, url in cdc.metrics_urls.items():
+        deadline = time.monotonic() + 30
+        while True:  # ready once streaming / assigned; the services may still be starting
+            ready = httpx.get(f"{url}/readyz", timeout=5)
+            if ready.status_code == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert ready.status_code == 200, (name, ready.json())
+        assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+        assert "process_cpu_seconds_total" in httpx.get(f"{url}/metrics", timeout=5).text
+    extractor_metrics = httpx.get(f"{cdc.metrics_urls['extractor']}/metrics", timeout=5).text
+    assert 'arcstream_messages_in_total{stage="extract"}' in extractor_metrics
 
 
 def test_insert_update_delete_on_each_relation_changes_exactly_that_investigation(cdc: CdcStack) -> None:

@@ -1,5 +1,8 @@
 """``arcstream cdc capture``: run the embedded connector until asked to stop.
 
+Serves ``/metrics``, ``/healthz`` and ``/readyz`` (ready once the first batch
+reached the broker) when ``metrics.port`` is set.
+
 The captured tables are the publication's (``arcstream cdc setup`` decides
 them), so capture and setup cannot disagree. Topics for those tables and the
 transaction topic are created up front, so a consumer subscribed by pattern
@@ -13,6 +16,7 @@ import logging
 
 from services.common.config import Settings
 from services.common.errors import SourceContractError
+from services.common.metrics_server import serve_metrics
 from services.common.source.schema import connect
 from services.extractor.capture.engine import CaptureEngine, CaptureFailedError
 from services.extractor.capture.properties import connector_properties, offsets_file
@@ -46,19 +50,25 @@ async def run_capture(settings: Settings, stop: asyncio.Event) -> int:
     await asyncio.to_thread(offsets.parent.mkdir, parents=True, exist_ok=True)
     sink = TopicSink(settings)
     await sink.start()
+
+    def readiness() -> dict[str, bool]:
+        # Streaming once the first batch (at the latest a heartbeat) reached the broker.
+        return {"broker": True, "streaming": sink.published > 0}
+
     try:
         await sink.ensure_topics([transaction_topic(settings), *(change_topic(settings, t) for t in tables)])
         engine = CaptureEngine(connector_properties(settings, tables), sink.publish)
         log.info("capturing %s from slot %s (offsets in %s)", ", ".join(tables), settings.cdc.slot_name, offsets)
-        running = asyncio.create_task(engine.run())
-        stopping = asyncio.create_task(stop.wait())
-        try:
-            await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            if not running.done():
-                await engine.stop()
-            await running
-        finally:
-            stopping.cancel()
+        async with serve_metrics(settings.metrics, readiness):
+            running = asyncio.create_task(engine.run())
+            stopping = asyncio.create_task(stop.wait())
+            try:
+                await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if not running.done():
+                    await engine.stop()
+                await running
+            finally:
+                stopping.cancel()
         if not stop.is_set():
             raise CaptureFailedError("the connector stopped on its own; see the log above")
         log.info("capture stopped after %d records", sink.published)
