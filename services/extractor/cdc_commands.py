@@ -77,12 +77,13 @@ async def _until_signalled(work: Any, stop: asyncio.Event) -> Any:
 
 def _capture(args: argparse.Namespace) -> int:
     from services.extractor.capture.jvm import start_jvm
-    from services.extractor.capture.runner import run_capture
+    from services.extractor.capture.runner import captured_tables, run_capture
 
     settings = _cdc_settings(args, slot_name=args.slot, topic_prefix=args.topic_prefix)
+    tables = asyncio.run(captured_tables(settings))  # fail fast, before the JVM starts
     start_jvm(settings.log_level, settings.cdc.java_options)
     stop = asyncio.Event()
-    asyncio.run(_until_signalled(run_capture(settings, stop), stop))
+    asyncio.run(_until_signalled(run_capture(settings, tables, stop), stop))
     return 0
 
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -154,3 +158,23 @@ def test_the_change_topic_prefix_must_not_match_our_own_topics(make_settings: Ca
         change_topic_pattern(clash)
     assert re.match(change_topic_pattern(settings), f"{settings.cdc.topic_prefix}.public.vStudy")
     assert not re.match(change_topic_pattern(settings), settings.topics.investigations)
+
+
+def test_capture_without_a_publication_fails_with_one_line(
+    make_settings: Callable[..., Settings], database_url: str, tmp_path: Path
+) -> None:
+    settings = make_settings()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCSTREAM_")}
+    env |= {
+        "DATABASE_URL": database_url,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+        "ARCSTREAM_CDC__PUBLICATION_NAME": "nothing_here",
+        "ARCSTREAM_STATE_DIR": str(tmp_path / "none"),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "services.cli", "cdc", "capture"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "arcstream cdc: error: publication 'nothing_here' is missing or empty: run 'arcstream cdc setup' first"
+    )

@@ -40,12 +40,11 @@ async def captured_tables(settings: Settings) -> list[str]:
     return tables
 
 
-async def run_capture(settings: Settings, stop: asyncio.Event) -> int:
-    """Capture until ``stop`` is set; return how many records were published.
+async def run_capture(settings: Settings, tables: list[str], stop: asyncio.Event) -> int:
+    """Capture ``tables`` (from :func:`captured_tables`) until ``stop`` is set; return records published.
 
     The JVM must already be running (:func:`services.extractor.capture.jvm.start_jvm`).
     """
-    tables = await captured_tables(settings)
     offsets = offsets_file(settings)
     await asyncio.to_thread(offsets.parent.mkdir, parents=True, exist_ok=True)
     sink = TopicSink(settings)
