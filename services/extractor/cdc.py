@@ -95,7 +95,6 @@ class CdcExtractor:
         self._tx_topic = transaction_topic(settings)
         self._grouper = ChangeGrouper(settings.cdc.debounce_ms / 1000, settings.cdc.transaction_timeout_ms / 1000)
         self._tracker = OffsetTracker()
-        self.flushes = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set, then flush what is held and commit."""
@@ -180,6 +179,7 @@ class CdcExtractor:
     async def flush(self, group: Group) -> None:
         """Re-read each touched investigation once, publish it whole, then commit what is done."""
         identifiers = sorted(group.roots)
+        published: list[str] = []
         batch = self._settings.db_batch_size
         for start in range(0, len(identifiers), batch):
             chunk = identifiers[start : start + batch]
@@ -197,20 +197,15 @@ class CdcExtractor:
                     metrics.message_failed(STAGE, "AssemblyError")
                     continue
                 await self._publisher.publish(identifier, result.payload if result else None, source_ts=source_ts)
+                published.append(identifier)
         await self._publisher.flush()
         now_ms = time.time() * 1000
-        for identifier in identifiers:
+        for identifier in published:
             ts_ms = group.roots[identifier]
             if ts_ms is not None:
                 metrics.observe_latency(STAGE, max(0.0, now_ms - ts_ms) / 1000)
-        metrics.message_out(STAGE, len(identifiers))
-        if identifiers:
-            self.flushes += 1
-            log.info(
-                "published %d investigation(s) from %d change record(s)",
-                len(identifiers),
-                len(group.positions),
-            )
+        metrics.message_out(STAGE, len(published))
+        log.debug("published %d investigation(s) from %d change record(s)", len(published), len(group.positions))
         for tp, offset in group.positions:
             self._tracker.done(tp, offset)
         await self._commit()
