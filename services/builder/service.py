@@ -84,6 +84,10 @@ MAX_HEADER_MESSAGE = 1000
 type Record = ConsumerRecord[bytes, bytes]
 
 
+class _Abandoned(Exception):
+    """The message's partition moved to another member during a rebalance; that member redoes it."""
+
+
 class _Rebalance(ConsumerRebalanceListener):
     def __init__(self, service: BuilderService) -> None:
         self._service = service
@@ -92,7 +96,7 @@ class _Rebalance(ConsumerRebalanceListener):
         await self._service.partitions_revoked(set(revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self._service.partitions_assigned(set(assigned))
+        await self._service.partitions_assigned(set(assigned))
 
 
 class BuilderService:
@@ -123,6 +127,15 @@ class BuilderService:
         self._stop = asyncio.Event()
         self._last_commit = 0.0
         self._last_flow_log = -FLOW_LOG_INTERVAL_S
+        #: Cleared from revocation until the new assignment is known; output waits for it.
+        self._settled = asyncio.Event()
+        self._settled.set()
+        self._limbo: set[TopicPartition] = set()
+        #: Per partition: one past the highest offset taken in, and where to resume after a rebalance.
+        self._fetched: dict[TopicPartition, int] = {}
+        self._resume_from: dict[TopicPartition, int] = {}
+        #: Assignments received so far (observable: a test or an operator sees rebalances happen).
+        self.rebalances = 0
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._pool: BuildPool | None = None
@@ -253,25 +266,48 @@ class BuilderService:
             self._last_flow_log = now
         log.log(level, message, *args)
 
-    def partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        """aiokafka forgets pauses on rebalance: re-apply them while at the limit."""
-        self.readiness.set("assigned", bool(assigned))
-        if self._paused and self._consumer is not None and assigned:
-            self._consumer.pause(*assigned)
-            log.info("re-applied pause to %d newly assigned partition(s)", len(assigned))
-        metrics.set_paused_partitions(STAGE, len(self.paused()))
-
     async def partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        """Abandon in-flight work of revoked partitions (their new owner re-reads it); commit what is done."""
-        tasks = [task for tp in revoked for task in self._pending.get(tp, {}).values()]
+        """Commit what is done and hold output until the new assignment is known.
+
+        aiokafka rebalances eagerly: every partition is revoked, and most come
+        back. In-flight builds keep running meanwhile ("limbo"); nothing is
+        produced until :meth:`partitions_assigned` says which partitions stay.
+        """
+        self._settled.clear()
+        await self._commit(force=True, only=revoked)
+        self._limbo |= revoked
+
+    async def partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        """Abandon work of partitions that moved away, keep the rest, re-apply pauses (aiokafka resets them)."""
+        self.rebalances += 1
+        lost = self._limbo - assigned
+        tasks = [task for tp in lost for task in self._pending.get(tp, {}).values()]
         for task in tasks:
             task.cancel()
+        self._settled.set()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await self._commit(force=True, only=revoked)
-        self._tracker.forget(revoked)
-        for tp in revoked:
+        self._tracker.forget(lost)
+        for tp in lost:
             self._pending.pop(tp, None)
             self._keys.pop(tp, None)
+            self._fetched.pop(tp, None)
+        for tp in self._limbo & assigned:
+            # The consumer restarts a kept partition at its committed offset: skip what is in flight or done.
+            if tp in self._fetched:
+                self._resume_from[tp] = self._fetched[tp]
+        self._limbo = set()
+        self.readiness.set("assigned", bool(assigned))
+        if self.in_flight >= self.limit and self._consumer is not None and assigned:
+            self._consumer.pause(*assigned)
+            self._paused = True
+            self._log_flow("re-applied pause to %d assigned partition(s) after a rebalance", len(assigned))
+        metrics.set_paused_partitions(STAGE, len(self.paused()))
+
+    async def _owned(self, tp: TopicPartition) -> None:
+        """Wait out a rebalance; raise :class:`_Abandoned` if ``tp`` now belongs to another member."""
+        await self._settled.wait()
+        if self._consumer is None or tp not in self._consumer.assignment():
+            raise _Abandoned(tp)
 
     async def _commit(self, *, force: bool = False, only: set[TopicPartition] | None = None) -> None:
         now = time.monotonic()
@@ -293,13 +329,19 @@ class BuilderService:
     # -- per message ------------------------------------------------------------------------------
 
     def _dispatch(self, tp: TopicPartition, record: Record) -> None:
+        floor = self._resume_from.get(tp)
+        if floor is not None:
+            if record.offset < floor:
+                return  # re-read after a rebalance that kept this partition: in flight or handled already
+            del self._resume_from[tp]
+        self._fetched[tp] = max(self._fetched.get(tp, 0), record.offset + 1)
         metrics.message_in(STAGE)
         self._tracker.start(tp, record.offset)
         pending = self._pending.setdefault(tp, {})
         kind = header_dict(record.headers).get(H_KIND, "")
         handler: Coroutine[Any, Any, None]
         if kind in MARKER_KINDS:
-            handler = self._pass_marker(record, list(pending.values()))
+            handler = self._pass_marker(tp, record, list(pending.values()))
         else:
             if record.key is not None:
                 entry = self._keys.setdefault(tp, {}).setdefault(record.key, [record.offset, 0])
@@ -314,6 +356,8 @@ class BuilderService:
             self._tracker.done(tp, record.offset)
         except asyncio.CancelledError:
             raise
+        except _Abandoned:
+            log.debug("partition moved to another member; abandoned", extra={"offset": record.offset})
         except Exception as exc:  # the message could not be handled (e.g. broker gone): stop, re-read later
             log.exception("cannot handle message; stopping", extra={"partition": tp.partition, "offset": record.offset})
             if self._failure is None:
@@ -345,15 +389,17 @@ class BuilderService:
         assert self._producer is not None
         await self._producer.send_and_wait(topic, value=value, key=key, partition=partition, headers=headers)
 
-    async def _pass_marker(self, record: Record, earlier: list[asyncio.Task[None]]) -> None:
+    async def _pass_marker(self, tp: TopicPartition, record: Record, earlier: list[asyncio.Task[None]]) -> None:
         if earlier:
             await asyncio.wait(earlier)
         if self._failure is not None:
             raise RuntimeError("an earlier message of this partition was not handled")
+        await self._owned(tp)
         await self._send(self.settings.topics.arcs, record.key, record.value, list(record.headers), record.partition)
         metrics.message_out(STAGE)
 
     async def _tombstone(self, tp: TopicPartition, record: Record) -> None:
+        await self._owned(tp)
         if self._superseded(tp, record):
             return
         await self._send(self.settings.topics.arcs, record.key, None, list(record.headers), record.partition)

@@ -14,6 +14,7 @@ from services.builder.content_hash import content_hash
 from services.common import metrics
 from services.common.config import Settings
 from services.common.kafka.clients import make_consumer, start_client
+from services.common.kafka.groups import stop_consumer
 from services.common.records import header_dict
 
 from .conftest import (
@@ -270,5 +271,51 @@ def test_every_cannot_take_case_is_a_dlq_record_not_a_crash(builder_settings: Ca
         assert sorted(r.key for r in dlq) == sorted(key for key, *_ in bad)
         assert {header_dict(r.headers)["arcstream.error.class"] for r in dlq} == {"MappingError"}
         assert [r.key for r in await topic(settings, settings.topics.arcs)] == [b"inv-rich"]
+
+    asyncio.run(scenario())
+
+
+def test_a_rebalance_keeps_in_flight_work_and_re_applies_pauses(
+    builder_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    settings = builder_settings(max_concurrent_arc_builds=1, max_concurrent_tasks=1)
+    gate = tmp_path / "gate"
+    gated = minimal_payload("inv-gated", description_text=f"gate:{gate}")
+    group = f"builder-{settings.topics.prefix}"
+
+    async def scenario() -> None:
+        await produce(
+            settings, [payload_message(gated, partition=0), payload_message(minimal_payload("inv-next"), partition=1)]
+        )
+        async with running_builder(settings, engine=fake_engine(), group_id=group) as service:
+
+            async def paused() -> bool:
+                return bool(service.assignment()) and service.paused() == service.assignment()
+
+            await wait_until(paused, "partitions paused at the in-flight limit")
+            before = service.rebalances
+            # A second member subscribed to another topic makes the group rebalance; this builder
+            # gets all its partitions back, and aiokafka has forgotten their pauses.
+            other = make_consumer(settings.kafka, [settings.topics.delivered], group)
+            await start_client(other, settings.kafka)
+            try:
+
+                async def rebalanced() -> bool:
+                    return service.rebalances > before
+
+                await wait_until(rebalanced, "a rebalance")
+                assert len(service.assignment()) == 3
+                assert service.paused() == service.assignment()
+                assert service.in_flight == 1
+            finally:
+                await stop_consumer(other)
+            gate.touch()
+
+            async def built() -> bool:
+                return len(await topic(settings, settings.topics.arcs)) == 2 and service.in_flight == 0
+
+            await wait_until(built, "both ARCs")
+        keys = sorted(r.key for r in await topic(settings, settings.topics.arcs))
+        assert keys == [b"inv-gated", b"inv-next"]  # the kept build was neither lost nor redone
 
     asyncio.run(scenario())
