@@ -44,9 +44,6 @@ class KeyedScheduler[Job]:
         if older is not None:
             self._spawn(self._superseded(older, job))
 
-    def busy(self, key: str) -> bool:
-        return key in self._running
-
     def _start(self, key: str, job: Job) -> None:
         self._running.add(key)
         self._spawn(self._run_then_next(key, job))

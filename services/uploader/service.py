@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
 
-import httpx
 from aiokafka import (
     AIOKafkaConsumer,
     AIOKafkaProducer,
@@ -46,7 +45,7 @@ from aiokafka.errors import KafkaError
 from services.builder.content_hash import content_hash
 from services.common import metrics
 from services.common.config import Settings
-from services.common.errors import ArcstreamError, PayloadError
+from services.common.errors import ArcstreamError, BrokerUnavailableError, PayloadError
 from services.common.kafka.clients import make_consumer, make_producer, start_client
 from services.common.kafka.groups import stop_consumer
 from services.common.kafka.offsets import OffsetTracker
@@ -54,6 +53,7 @@ from services.common.kafka.topics import ensure_topics
 from services.common.metrics_server import Readiness, serve_metrics
 from services.common.records import (
     H_CONTENT_HASH,
+    H_ENGINE,
     H_ERROR_CLASS,
     H_ERROR_MESSAGE,
     H_ERROR_STAGE,
@@ -75,7 +75,14 @@ from services.common.report import OutcomeRecord, Status, utc_now_iso
 from services.store.rocrate import arc_id as make_arc_id
 from services.uploader.keyed import KeyedScheduler
 from services.uploader.recovery import H_ORIGIN_GROUP, end_offsets, written_outcomes
-from services.uploader.state import CommitMark, DeliveredHash, DeliveredState, RunRecord, target_key
+from services.uploader.state import (
+    CommitMark,
+    DeliveredHash,
+    DeliveredState,
+    RunRecord,
+    RunStatus,
+    target_key,
+)
 from services.uploader.target import AttemptError, Reply, TargetClient
 
 log = logging.getLogger(__name__)
@@ -96,6 +103,7 @@ class Message:
     run_id: str | None
     content_hash: str | None
     source_ts: str | None
+    engine: str | None = None
     recovered: OutcomeRecord | None = None
     started: float = field(default_factory=time.monotonic)
 
@@ -159,7 +167,6 @@ class Uploader:
         *,
         group_id: str | None = None,
         force: bool | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.settings = settings
         self.up = settings.uploader
@@ -170,7 +177,6 @@ class Uploader:
         self.state = DeliveredState(self.topics.delivered, target_key(self.rdi, self.up.target_url), self.group_id)
         self.tracker = OffsetTracker()
         self.readiness = Readiness("broker", "assignment")
-        self._transport = transport
         self._pending: dict[TopicPartition, set[int]] = {}
         self._progress = asyncio.Condition()
         #: Set whenever a message finishes, so a paused poll loop resumes at once.
@@ -185,6 +191,8 @@ class Uploader:
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._client: TargetClient | None = None
+        #: Set when an outcome or state record could not be written: the service stops (exit 1).
+        self._fatal: BaseException | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -197,7 +205,7 @@ class Uploader:
             self._producer = make_producer(kafka)
             await start_client(self._producer, kafka)
             self.state.attach(self._producer)
-            self._client = TargetClient(self.up, transport=self._transport)
+            self._client = TargetClient(self.up)
             consumer = make_consumer(kafka, [], self.group_id)
             consumer.subscribe([self.topics.arcs], listener=_Rebalance(self))
             self._consumer = consumer
@@ -219,6 +227,8 @@ class Uploader:
     async def _consume(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
         last_commit = time.monotonic()
         while not stop.is_set():
+            if self._fatal is not None:
+                raise BrokerUnavailableError(f"cannot record outcomes: {self._fatal}") from self._fatal
             self._backpressure(consumer)
             room = self.up.max_in_flight - self.tracker.pending()
             if room <= 0:
@@ -270,7 +280,8 @@ class Uploader:
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("uploader task failed", exc_info=task.exception())
+            log.error("cannot record an outcome; stopping", exc_info=task.exception())
+            self._fatal = task.exception()
 
     # -- partitions, offsets, back-pressure ------------------------------------------------------
 
@@ -387,6 +398,7 @@ class Uploader:
             run_id=headers.get(H_RUN_ID) or None,
             content_hash=headers.get(H_CONTENT_HASH) or None,
             source_ts=headers.get(H_SOURCE_TS) or None,
+            engine=headers.get(H_ENGINE) or None,
             recovered=self._recovered.pop((tp.partition, record.offset), None),
         )
         self._keyed.submit(message.identifier, message)
@@ -489,7 +501,7 @@ class Uploader:
                 await self.state.put_run(record)
         await self._finish(tp, offset)
 
-    async def _close_run(self, run: Run, status: str, reason: str) -> None:
+    async def _close_run(self, run: Run, status: RunStatus, reason: str) -> None:
         async with run.lock:
             if run.record.status != "RUNNING":
                 return
@@ -498,8 +510,12 @@ class Uploader:
             await self._patch_harvest(run.record, status)
             await self.state.put_run(run.record)
 
-    async def _patch_harvest(self, record: RunRecord, status: str) -> None:
+    async def _patch_harvest(self, record: RunRecord, status: RunStatus) -> None:
+        """Close the harvest. The run counts as closed *before* the request, so an ARC answered
+        409 by the closed harvest meanwhile knows to go in on its own (see ``_post_arc``)."""
         assert self._client is not None
+        record.status = status
+        record.finished_at = utc_now_iso()
         if record.harvest_id is not None:
             try:
                 await self._client.call("PATCH", f"/v3/harvests/{record.harvest_id}", dumps({"status": status}))
@@ -507,37 +523,40 @@ class Uploader:
                 if exc.status != 409:  # 409: already closed (e.g. before a restart)
                     record.error = f"cannot set harvest {record.harvest_id} to {status}: {exc}"
                     log.error("run %s: %s", record.run_id, record.error)
-        record.status = status  # type: ignore[assignment]
-        record.finished_at = utc_now_iso()
         log.info("run %s: harvest %s %s", record.run_id, record.harvest_id, status)
 
     # -- delivering ARCs -------------------------------------------------------------------------
 
     async def _deliver(self, message: Message) -> None:
-        try:
-            if message.recovered is not None:
-                await self._restore(message, message.recovered)
-                return
+        """One ARC or tombstone: its outcome is acked before the offset counts as done.
+
+        Whatever goes wrong with the message itself becomes its failed outcome; a failure
+        to write that outcome (the broker) leaves the offset pending and stops the service.
+        """
+        if message.recovered is not None:
+            await self._restore(message, message.recovered)
+        else:
             try:
                 result = await (self._delete(message) if message.value is None else self._upload(message))
             except ArcstreamError as exc:
                 result = Result(self._failed(message, exc, attempts=0), dlq=True)
+            except Exception as exc:  # a bug must fail this message, not the partition or the service
+                log.exception("unexpected error handling this message", extra=message.log_extra)
+                failure = ArcstreamError(f"{type(exc).__name__}: {exc}")
+                result = Result(self._failed(message, failure, attempts=0), dlq=True)
             await self._emit(message, result)
-        finally:
-            await self._finish(message.tp, message.offset)
+        await self._finish(message.tp, message.offset)
 
     async def _supersede(self, older: Message, newer: Message) -> None:
-        try:
-            if older.recovered is None:
-                outcome = self._outcome(
-                    older,
-                    "skipped",
-                    attempts=0,
-                    error_message=f"superseded by a newer version (offset {newer.offset}) before it was sent",
-                )
-                await self._emit(older, Result(outcome))
-        finally:
-            await self._finish(older.tp, older.offset)
+        if older.recovered is None:
+            outcome = self._outcome(
+                older,
+                "skipped",
+                attempts=0,
+                error_message=f"superseded by a newer version (offset {newer.offset}) before it was sent",
+            )
+            await self._emit(older, Result(outcome))
+        await self._finish(older.tp, older.offset)
 
     async def _restore(self, message: Message, outcome: OutcomeRecord) -> None:
         """The outcome exists already; bring the delivered-hash state in line with it."""
@@ -644,6 +663,7 @@ class Uploader:
             error_message=error_message,
             duration_ms=round((time.monotonic() - message.started) * 1000, 3),
             latency_ms=_latency_ms(message.source_ts) if accepted else None,
+            engine=message.engine,
         )
 
     def _failed(self, message: Message, error: ArcstreamError, *, attempts: int) -> OutcomeRecord:
