@@ -410,6 +410,7 @@ class BuilderService:
         identifier = record.key.decode("utf-8", "replace") if record.key is not None else ""
         headers = header_dict(record.headers)
         if record.key is None:
+            await self._owned(tp)
             await self._fail(record, identifier, headers, "PayloadError", "payload message has no key", 0.0)
             return
         result: BuildResult | None = None
@@ -422,6 +423,7 @@ class BuilderService:
                 except BuildTimeoutError as exc:
                     result = BuildResult(error_class=exc.error_class, error_message=str(exc))
         duration_ms = (time.monotonic() - started) * 1000
+        await self._owned(tp)  # during a rebalance, output waits until this partition is known to stay
         if result is not None and result.fallback is not None:
             builder_metrics.engine_fallback(result.fallback)
         if result is None or self._superseded(tp, record):
