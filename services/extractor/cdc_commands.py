@@ -23,23 +23,15 @@ def add_commands(subparsers: Any) -> None:
     capture.add_argument("--topic-prefix", help="change topic prefix (cdc.topic_prefix)")
     capture.set_defaults(handler=_capture)
 
-    extract_sub = _subcommands_of(subparsers, "extract", "extract investigations from the database to Kafka")
+
+def add_extract_cdc(extract_sub: Any) -> None:
+    """``arcstream extract cdc``, added to the ``extract`` group by :mod:`services.extractor.commands`."""
     extract_cdc = extract_sub.add_parser(
         "cdc", help="incremental extraction: change topics -> whole payloads of touched investigations"
     )
     extract_cdc.add_argument("--group-id", help="consumer group (cdc.group_id)")
     extract_cdc.add_argument("--topic-prefix", help="change topic prefix (cdc.topic_prefix)")
     extract_cdc.set_defaults(handler=_extract_cdc)
-
-
-def _subcommands_of(subparsers: Any, name: str, help_text: str) -> Any:
-    """The sub-subcommand group ``name`` (another module may have created it already)."""
-    parser = subparsers.choices.get(name)
-    if parser is None:
-        parser = subparsers.add_parser(name, help=help_text)
-        return parser.add_subparsers(dest=f"{name}_command", required=True, metavar="MODE")
-    # argparse has no public accessor for a parser's subcommand group.
-    return next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
 
 
 def _cdc_settings(args: argparse.Namespace, **cdc: Any) -> Settings:

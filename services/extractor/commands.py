@@ -14,6 +14,7 @@ from services.common.metrics_server import serve_metrics
 from services.common.source.generator import PROFILES, generate
 from services.common.source.schema import connect, ensure_source_schema
 from services.common.source.writer import write_rows
+from services.extractor.cdc_commands import add_extract_cdc
 from services.extractor.snapshot import SnapshotSummary, run_snapshot, tune_gc_for_batch_work
 
 
@@ -25,6 +26,7 @@ def add_commands(subparsers: Any) -> None:
     snapshot.add_argument("--workers", type=int, help="extraction processes (extractor_workers)")
     snapshot.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     snapshot.set_defaults(handler=_snapshot)
+    add_extract_cdc(extract_sub)
 
     gen = subparsers.add_parser("gen", help="fill the configured database with deterministic demo data")
     gen.add_argument("--investigations", "-n", type=int, required=True)
