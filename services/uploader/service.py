@@ -193,6 +193,7 @@ class Uploader:
         self._client: TargetClient | None = None
         #: Set when an outcome or state record could not be written: the service stops (exit 1).
         self._fatal: BaseException | None = None
+        self._stopping = False
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -252,6 +253,7 @@ class Uploader:
 
     async def _shutdown(self, consumer: AIOKafkaConsumer) -> None:
         """Stop taking work, let in-flight uploads finish within the grace period, commit, close."""
+        self._stopping = True
         self._keyed.close()
         if self._tasks:
             _, unfinished = await asyncio.wait(set(self._tasks), timeout=self.up.shutdown_grace_s)
@@ -315,7 +317,26 @@ class Uploader:
         log.info("assigned %s; %d outcomes already written will not be repeated", sorted(committed), len(found))
 
     async def partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        if self._consumer is not None and revoked:
+        """Let in-flight messages of revoked partitions finish (bounded), commit them, forget them.
+
+        Whoever gets the partition next re-reads from the commit; an outcome written after
+        that member scanned the report would be a second one, so the work is drained first.
+        """
+        if not revoked:
+            return
+        if self._stopping:  # shutdown already drained what it could
+            self.tracker.forget(revoked)
+            return
+
+        def drained() -> bool:
+            return not any(self._pending.get(tp) for tp in revoked)
+
+        try:
+            async with self._progress:
+                await asyncio.wait_for(self._progress.wait_for(drained), timeout=self.up.shutdown_grace_s)
+        except TimeoutError:
+            log.warning("partitions revoked with unfinished messages; they will be read again")
+        if self._consumer is not None:
             await self._commit(self._consumer, only=revoked)
         self.tracker.forget(revoked)
         self._recovered_partitions -= revoked
