@@ -17,6 +17,11 @@ the same background load, and the minimum is the least disturbed round.
 of the service's wall time the workers were busy; the rest is pipeline overhead.
 
 Uses ``KAFKA_BOOTSTRAP_SERVERS`` if set, else starts the dev broker for the run.
+
+Engines (``bench/engines.py``): ``--engines`` compares the ``fast`` and ``arctrl``
+engines without Kafka (ARCs/s, ms per ARC, speed-up on ``mixed`` and ``large``,
+time per cell by table rows, per-payload worker costs) and prints that JSON instead;
+``--engine noop`` runs the pipeline with an engine that costs nothing (its ceiling).
 """
 
 from __future__ import annotations
@@ -37,7 +42,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from services.builder.engines import EngineFunction, engine_path, load_engine
+from bench import engines
+from services.builder.engines import EngineFunction, engine_path, load_engine, register_engine
 from services.builder.service import BuilderService
 from services.common import metrics
 from services.common.config import Settings, load_settings
@@ -151,7 +157,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None, help="default: max_concurrent_arc_builds (cores - 1)")
     parser.add_argument("--engine", default="arctrl")
     parser.add_argument("--repeat", type=int, default=2, help="alternating timed rounds; the best of each counts")
+    parser.add_argument("--engines", action="store_true", help="compare the fast and arctrl engines (no Kafka)")
+    engines.add_arguments(parser)
     args = parser.parse_args()
+    if args.engines:
+        print(json.dumps(engines.run(args), indent=2))
+        return
+    register_engine("noop", engines.NOOP_ENGINE)
 
     payloads = generate_payloads(args.n, args.seed, args.profile)
     broker = None
