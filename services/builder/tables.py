@@ -149,8 +149,10 @@ def build_table(table: AnnotationTable, nodes: NodeNames) -> ArcTable:
         else:
             cells = [_plain_cell(by_row.get(row), label, data=io_type == "data") for row in range(rows)]
         if io_type is not None:
+            # arctrl writes an Output [Source Name] as a Sample node, so it can clash with sample names.
+            node_type = "sample_name" if column.column_type == "output" and io_type == "source_name" else io_type
             for cell in by_row.values():
-                nodes.add(io_type, cell.value or "", label)
+                nodes.add(node_type, cell.value or "", label)
         try:
             arc_table.AddColumn(header, cells)
         except Exception as exc:  # arctrl raises plain Exception for invalid columns
