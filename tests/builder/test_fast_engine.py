@@ -371,6 +371,13 @@ CASES: dict[str, tuple[InvestigationPayload, str | None]] = {
         ),
         None,
     ),
+    "output Source Name and Sample Name sharing a node (the reference refuses it)": (
+        with_tables(
+            table(io("input", None, "p"), io("output", "source_name", "s 1")),
+            table(io("input", None, "q"), io("output", "sample_name", "s_1"), name="u"),
+        ),
+        REJECTED,
+    ),
     # -- handed to arctrl on purpose -----------------------------------------------------------------
     "CURIE accession (arctrl rewrites it)": (
         minimal_payload(assays=[Assay(identifier="a1", technology_type=oa("imaging", "OBI:0000185"))]),

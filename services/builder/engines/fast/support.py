@@ -181,7 +181,8 @@ def _check_io(
         for row in range(rows):
             _check_data_name(values.get(row), folder)
         return
-    prefix = SAMPLE_KINDS[io_type]
+    # Same node ids as the reference mapping's clash check (an output Source Name is a Sample node).
+    prefix = "Sample" if kind == "output" and io_type == "source_name" else SAMPLE_KINDS[io_type]
     for cell in column.cells:
         name = cell.value or ""
         if not name:
