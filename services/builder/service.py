@@ -383,11 +383,20 @@ class BuilderService:
         entry = self._keys.get(tp, {}).get(record.key) if record.key is not None else None
         return entry is not None and entry[0] > record.offset
 
+    async def _enqueue(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: Headers, partition: int | None
+    ) -> asyncio.Future[Any]:
+        """Hand a message to the producer (in order); the returned future resolves when the broker acks it."""
+        assert self._producer is not None
+        ack: asyncio.Future[Any] = await self._producer.send(
+            topic, value=value, key=key, partition=partition, headers=headers
+        )
+        return ack
+
     async def _send(
         self, topic: str, key: bytes | None, value: bytes | None, headers: Headers, partition: int | None
     ) -> None:
-        assert self._producer is not None
-        await self._producer.send_and_wait(topic, value=value, key=key, partition=partition, headers=headers)
+        await (await self._enqueue(topic, key, value, headers, partition))
 
     async def _pass_marker(self, tp: TopicPartition, record: Record, earlier: list[asyncio.Task[None]]) -> None:
         if earlier:
@@ -464,13 +473,15 @@ class BuilderService:
             }
         )
         assert result.arc_json is not None
+        too_large = f"ARC of {len(result.arc_json)} bytes is too large for the producer/topic limits"
         try:
-            await self._send(self.settings.topics.arcs, record.key, result.arc_json, arc_headers, record.partition)
+            arc_ack = await self._enqueue(
+                self.settings.topics.arcs, record.key, result.arc_json, arc_headers, record.partition
+            )
         except MessageSizeTooLargeError as exc:  # this ARC's failure, not the service's
-            message = f"ARC of {len(result.arc_json)} bytes is too large for the producer/topic limits: {exc}"
-            await self._fail(record, identifier, headers, "ArcTooLargeError", message, duration_ms)
+            await self._fail(record, identifier, headers, "ArcTooLargeError", f"{too_large}: {exc}", duration_ms)
             return
-        await self._report(
+        report = self._report(
             identifier,
             headers,
             "built",
@@ -478,6 +489,11 @@ class BuilderService:
             content_hash=result.content_hash,
             engine=self._engine_used(result),
         )
+        try:  # ARC and outcome travel together: one broker round trip, not two
+            await asyncio.gather(arc_ack, report)
+        except MessageSizeTooLargeError as exc:  # the broker's own limit (the outcome 'built' is then followed)
+            await self._fail(record, identifier, headers, "ArcTooLargeError", f"{too_large}: {exc}", duration_ms)
+            return
         metrics.message_out(STAGE)
 
     async def _fail(
