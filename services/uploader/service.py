@@ -135,6 +135,11 @@ class Result:
     forget_hash: bool = False
 
 
+def _hash_of(value: bytes) -> str:
+    """The target's content hash of serialised ARC JSON (:class:`PayloadError` if it is not JSON)."""
+    return content_hash(loads(value))
+
+
 def _latency_ms(source_ts: str | None) -> float | None:
     if not source_ts:
         return None
@@ -595,9 +600,8 @@ class Uploader:
         assert self._client is not None and message.value is not None
         if not message.identifier:
             raise PayloadError("ARC message without a key (identifier)")
-        if message.content_hash is None:
-            document = loads(message.value)
-            message.content_hash = await asyncio.to_thread(content_hash, document)
+        if message.content_hash is None:  # not built by our builder: hash it here, off the loop
+            message.content_hash = await asyncio.to_thread(_hash_of, message.value)
         run = self._run(message.run_id) if message.run_id is not None else None
         if run is not None:
             await run.ready.wait()
