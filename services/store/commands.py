@@ -14,9 +14,7 @@ from services.store.app import serve
 
 
 def add_commands(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "store", help="run the local ARC store (FAIRagro v3 API subset) over a directory"
-    )
+    p = subparsers.add_parser("store", help="run the local ARC store (FAIRagro v3 API subset) over a directory")
     p.add_argument("--dir", type=Path, help="directory holding the ARC files (settings.store.directory)")
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port to listen on (default 8080)")

@@ -140,9 +140,7 @@ class Repository:
         now = utc_now_iso()
         meta = self.arcs.get(arc_id)
         if meta is None:
-            meta = ArcMeta(
-                arc_id, identifier, rdi, arc_hash, now, now, [{"timestamp": now, "type": "ARC_CREATED"}]
-            )
+            meta = ArcMeta(arc_id, identifier, rdi, arc_hash, now, now, [{"timestamp": now, "type": "ARC_CREATED"}])
             result = PutResult("created", meta, changed=True)
         elif meta.arc_hash != arc_hash:
             meta.arc_hash = arc_hash
@@ -197,8 +195,7 @@ class Repository:
         seen = harvest.arcs.get(identifier)
         if seen is not None and seen[0] != arc_hash:
             raise ConflictError(
-                f"ARC '{identifier}' was already submitted in harvest {harvest.harvest_id} "
-                "with different content"
+                f"ARC '{identifier}' was already submitted in harvest {harvest.harvest_id} with different content"
             )
 
     async def record_harvest_arc(self, harvest: Harvest, identifier: str, arc_hash: str, result: str) -> None:
@@ -215,8 +212,7 @@ class Repository:
     async def transition(self, harvest: Harvest, status: HarvestStatus) -> Harvest:
         if harvest.status != "RUNNING":
             raise ConflictError(
-                f"Harvest {harvest.harvest_id} cannot transition to {status}: "
-                f"current status is {harvest.status}"
+                f"Harvest {harvest.harvest_id} cannot transition to {status}: current status is {harvest.status}"
             )
         harvest.status = status
         harvest.completed_at = utc_now_iso()

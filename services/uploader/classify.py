@@ -38,8 +38,7 @@ STATUS_TABLE: dict[int, Verdict] = {
 HINTS: dict[int, str] = {
     413: "the ARC is larger than the target's request body limit; raise the limit at the target "
     "(or its proxy) or reduce the ARC",
-    409: "the target already holds this identifier with other content in this harvest, "
-    "or the harvest is closed",
+    409: "the target already holds this identifier with other content in this harvest, or the harvest is closed",
     422: "the target rejected the ARC as invalid RO-Crate",
     403: "the client certificate is not authorised for this RDI",
 }

@@ -13,15 +13,11 @@ from services.common.logs import configure_logging
 
 
 def add_commands(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "uploader", help="deliver ARCs from arc.arcs to the ARC store, one outcome each"
-    )
+    p = subparsers.add_parser("uploader", help="deliver ARCs from arc.arcs to the ARC store, one outcome each")
     p.add_argument("--target", help="ARC store base URL (settings.uploader.target_url, ARC_STORE_URL)")
     p.add_argument("--rdi", help="research data infrastructure the ARCs belong to (settings.rdi)")
     p.add_argument("--group", help="consumer group id (settings.uploader.group_id)")
-    p.add_argument(
-        "--force", action="store_true", default=None, help="deliver even when the content hash is unchanged"
-    )
+    p.add_argument("--force", action="store_true", default=None, help="deliver even when the content hash is unchanged")
     p.set_defaults(handler=_uploader)
 
     p = subparsers.add_parser("report", help="print a snapshot run's report as JSON-LD (schema:Action)")

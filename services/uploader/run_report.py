@@ -56,9 +56,7 @@ async def _outcomes(settings: Settings, run_id: str) -> dict[str, OutcomeRecord]
 def _duration(start: str | None, end: str | None) -> str | None:
     if not start or not end:
         return None
-    seconds = datetime.fromisoformat(end.replace("Z", "+00:00")) - datetime.fromisoformat(
-        start.replace("Z", "+00:00")
-    )
+    seconds = datetime.fromisoformat(end.replace("Z", "+00:00")) - datetime.fromisoformat(start.replace("Z", "+00:00"))
     return f"PT{max(0.0, seconds.total_seconds()):.3f}S"
 
 

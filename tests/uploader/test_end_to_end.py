@@ -83,9 +83,7 @@ def test_snapshot_run_is_one_complete_harvest_and_second_run_is_unchanged(
         assert Counter(o.status for o in second) == {"unchanged": N}
         assert all(o.attempts == 0 and o.http_status is None for o in second)
         assert sum(1 for r in store.requests() if r["path"].endswith("/arcs")) == posts_before
-        second_harvest = next(
-            h for h in store.get("/v3/harvests") if h["harvest_id"] != harvest["harvest_id"]
-        )
+        second_harvest = next(h for h in store.get("/v3/harvests") if h["harvest_id"] != harvest["harvest_id"])
         assert second_harvest["status"] == "COMPLETED"
         report = await run_report(settings, second_run)
         assert report["schema:result"][0]["fairagro:harvestedDatasets"] == N
