@@ -180,6 +180,10 @@ class StoreSettings(BaseModel):
     max_body_bytes: int = 256 * 1024 * 1024
     #: Seed for the injected failures, so a demo or benchmark run is repeatable.
     failure_seed: int | None = None
+    #: HTTPS: server certificate and key; with ``tls_client_ca`` a client certificate is required (mTLS).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
 
 
 class CdcSettings(BaseModel):

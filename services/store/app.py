@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -25,6 +26,7 @@ from aiohttp import web
 
 from services.builder.content_hash import content_hash
 from services.common.config import StoreSettings
+from services.common.errors import ConfigError
 from services.store.faults import FaultInjector
 from services.store.rawjson import parse_members
 from services.store.repository import TERMINAL, ConflictError, NotFoundError, Repository
@@ -38,6 +40,18 @@ _WRITE_METHODS = frozenset({"POST", "PATCH", "DELETE"})
 #: Set by handlers for the request log: which ARC a request was about, and the wait a 503 named.
 IDENTIFIER = web.RequestKey("identifier", str)
 RETRY_AFTER = web.RequestKey("retry_after", float)
+
+
+def _client_cn(request: web.Request) -> str | None:
+    """Common name of the verified client certificate (mTLS), as the reference API's client id."""
+    transport = request.transport
+    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    certificate = ssl_object.getpeercert() if ssl_object is not None else None
+    for rdn in (certificate or {}).get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return str(value)
+    return None
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -95,6 +109,7 @@ class StoreApp:
                 response = _error(exc.status, exc.reason)
         if timed:
             entry = {
+                "client": _client_cn(request),
                 "method": request.method,
                 "path": request.path,
                 "identifier": request.get(IDENTIFIER),
@@ -279,14 +294,31 @@ class StoreApp:
         return _json(self.requests)
 
 
+def server_ssl_context(settings: StoreSettings) -> ssl.SSLContext | None:
+    """HTTPS when a certificate is configured; a client CA makes client certificates mandatory (mTLS)."""
+    if settings.tls_cert is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(str(settings.tls_cert), str(settings.tls_key) if settings.tls_key else None)
+        if settings.tls_client_ca is not None:
+            context.load_verify_locations(cafile=str(settings.tls_client_ca))
+            context.verify_mode = ssl.CERT_REQUIRED
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"store TLS material cannot be loaded: {exc}") from exc
+    return context
+
+
 async def serve(settings: StoreSettings, stop: asyncio.Event) -> None:
     """Serve until ``stop`` is set."""
     repo = await Repository.open(settings.directory)
+    context = server_ssl_context(settings)
     runner = web.AppRunner(StoreApp(repo, settings).build(), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, shutdown_timeout=5.0)
+    site = web.TCPSite(runner, settings.host, settings.port, shutdown_timeout=5.0, ssl_context=context)
     await site.start()
-    log.info("ARC store on http://%s:%d serving %s", settings.host, settings.port, settings.directory)
+    scheme = "https" if context else "http"
+    log.info("ARC store on %s://%s:%d serving %s", scheme, settings.host, settings.port, settings.directory)
     try:
         await stop.wait()
     finally:

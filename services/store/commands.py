@@ -24,6 +24,9 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--latency-ms", type=int, help="latency added to every API request")
     p.add_argument("--max-body-bytes", type=int, help="larger request bodies are answered 413")
     p.add_argument("--seed", type=int, help="seed for the injected failures")
+    p.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate (PEM)")
+    p.add_argument("--tls-key", type=Path, help="private key of --tls-cert")
+    p.add_argument("--tls-client-ca", type=Path, help="require client certificates signed by this CA (mTLS)")
     p.set_defaults(handler=_store)
 
 
@@ -38,6 +41,9 @@ def _store(args: argparse.Namespace) -> int:
         "latency_ms": args.latency_ms,
         "max_body_bytes": args.max_body_bytes,
         "failure_seed": args.seed,
+        "tls_cert": args.tls_cert,
+        "tls_key": args.tls_key,
+        "tls_client_ca": args.tls_client_ca,
     }
     base = load_settings()
     settings = load_settings(

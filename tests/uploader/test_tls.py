@@ -1,0 +1,133 @@
+"""mTLS between uploader and store over a real TLS socket (certificates made with the openssl CLI)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from services.common.config import StoreSettings, UploaderSettings
+from services.common.devstack.ports import free_port
+from services.store.app import StoreApp, server_ssl_context
+from services.store.repository import Repository
+from services.uploader.target import AttemptError, TargetClient
+
+pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+
+ARC = (
+    b'{"rdi":"r","arc":{"@graph":[{"@id":"./","@type":"Dataset","additionalType":"Investigation",'
+    b'"identifier":"tls-1"},{"@id":"ro-crate-metadata.json","about":{"@id":"./"}}]}}'
+)
+
+
+@dataclass
+class Pki:
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def _issue(directory: Path, name: str, subject: str, extensions: str) -> None:
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+             "-subj", subject, cwd=directory)  # fmt: skip
+    (directory / f"{name}.ext").write_text(extensions)
+    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+             "-out", f"{name}.pem", "-days", "1", "-extfile", f"{name}.ext", cwd=directory)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    directory = tmp_path_factory.mktemp("pki")
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+             "-days", "1", "-subj", "/CN=arcstream test CA", cwd=directory)  # fmt: skip
+    _issue(directory, "server", "/CN=127.0.0.1", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+    _issue(directory, "client", "/CN=arcstream-uploader", "extendedKeyUsage=clientAuth\n")
+    return Pki(
+        directory / "ca.pem",
+        directory / "server.pem",
+        directory / "server.key",
+        directory / "client.pem",
+        directory / "client.key",
+    )
+
+
+@asynccontextmanager
+async def tls_store(directory: Path, pki: Pki) -> AsyncIterator[tuple[str, StoreApp]]:
+    port = free_port()
+    settings = StoreSettings(
+        directory=directory,
+        port=port,
+        tls_cert=pki.server_cert,
+        tls_key=pki.server_key,
+        tls_client_ca=pki.ca,
+    )
+    app = StoreApp(await Repository.open(directory), settings)
+    runner = web.AppRunner(app.build())
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=server_ssl_context(settings)).start()
+    try:
+        yield f"https://127.0.0.1:{port}", app
+    finally:
+        await runner.cleanup()
+
+
+def _uploader_settings(url: str, **tls: object) -> UploaderSettings:
+    return UploaderSettings.model_validate({"target_url": url, "max_attempts": 2, "backoff_max_s": 0.1, "tls": tls})
+
+
+def test_mtls_delivers_and_the_store_sees_the_client_certificate(tmp_path: Path, pki: Pki) -> None:
+    async def scenario() -> None:
+        async with tls_store(tmp_path, pki) as (url, app):
+            client = TargetClient(
+                _uploader_settings(url, client_cert=pki.client_cert, client_key=pki.client_key, ca_bundle=pki.ca)
+            )
+            try:
+                reply = await client.call("POST", "/v3/arcs", ARC)
+            finally:
+                await client.aclose()
+            assert reply.status == 200 and reply.body["status"] == "created"
+            assert app.requests[-1]["client"] == "arcstream-uploader"
+
+    asyncio.run(scenario())
+
+
+def test_without_a_client_certificate_the_store_refuses(tmp_path: Path, pki: Pki) -> None:
+    async def scenario() -> None:
+        async with tls_store(tmp_path, pki) as (url, app):
+            client = TargetClient(_uploader_settings(url, ca_bundle=pki.ca))
+            try:
+                with pytest.raises(AttemptError, match="connection error"):
+                    await client.call("POST", "/v3/arcs", ARC)
+            finally:
+                await client.aclose()
+            assert app.requests == []
+
+    asyncio.run(scenario())
+
+
+def test_server_certificate_is_verified_by_default(tmp_path: Path, pki: Pki) -> None:
+    async def scenario() -> None:
+        async with tls_store(tmp_path, pki) as (url, app):
+            # No CA bundle: the system trust store does not know the test CA, so the handshake fails.
+            client = TargetClient(_uploader_settings(url, client_cert=pki.client_cert, client_key=pki.client_key))
+            try:
+                with pytest.raises(AttemptError, match="CERTIFICATE_VERIFY_FAILED|connection error"):
+                    await client.call("POST", "/v3/arcs", ARC)
+            finally:
+                await client.aclose()
+            assert app.requests == []
+
+    asyncio.run(scenario())
