@@ -124,7 +124,7 @@ def test_server_certificate_is_verified_by_default(tmp_path: Path, pki: Pki) -> 
             # No CA bundle: the system trust store does not know the test CA, so the handshake fails.
             client = TargetClient(_uploader_settings(url, client_cert=pki.client_cert, client_key=pki.client_key))
             try:
-                with pytest.raises(AttemptError, match="CERTIFICATE_VERIFY_FAILED|connection error"):
+                with pytest.raises(AttemptError, match=r"CERTIFICATE_VERIFY_FAILED|connection error"):
                     await client.call("POST", "/v3/arcs", ARC)
             finally:
                 await client.aclose()
