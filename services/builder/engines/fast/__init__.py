@@ -36,3 +36,5 @@ def _fallback(payload: InvestigationPayload, reason: str) -> str:
         return FallbackArc(reference(payload), reason)
     except MappingError as exc:
         raise FallbackMappingError(str(exc), reason) from exc
+    except Exception as exc:  # arctrl's plain exceptions, worded as the worker words them for any engine
+        raise FallbackMappingError(f"{type(exc).__name__} while building: {exc}", reason) from exc

@@ -90,6 +90,8 @@ def check(payload: InvestigationPayload) -> Plan:
     for assay in payload.assays:
         if any(ref not in plan.studies for ref in assay.study_refs):
             raise Unsupported(REJECTED)
+        if len(set(assay.study_refs)) != len(assay.study_refs):
+            raise Unsupported(REJECTED)  # arctrl refuses to register an assay twice on a study
     for contact in payload.contacts:
         if not (contact.first_name or "").strip() and not (contact.last_name or "").strip():
             raise Unsupported(REJECTED)
