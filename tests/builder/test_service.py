@@ -319,3 +319,39 @@ def test_a_rebalance_keeps_in_flight_work_and_re_applies_pauses(
         assert keys == [b"inv-gated", b"inv-next"]  # the kept build was neither lost nor redone
 
     asyncio.run(scenario())
+
+
+def test_a_superseded_version_waiting_for_a_worker_is_skipped(
+    builder_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    settings = builder_settings(max_concurrent_arc_builds=1, max_concurrent_tasks=4)
+    gate = tmp_path / "gate"
+    blocker = minimal_payload("inv-blocker", description_text=f"gate:{gate}")
+    older, newer = minimal_payload("inv-k", title="older"), minimal_payload("inv-k", title="newer")
+
+    async def scenario() -> None:
+        messages = [payload_message(p, partition=0) for p in (blocker, older, newer)]
+        await produce(settings, messages)
+        async with running_builder(settings, engine=fake_engine()) as service:
+
+            async def queued() -> bool:  # the blocker builds, both versions wait for the one worker
+                return service.in_flight == 3 and await asyncio.to_thread(Path(f"{gate}.started").exists)
+
+            await wait_until(queued, "both versions queued behind the blocker")
+            gate.touch()
+
+            async def done() -> bool:
+                return len(await topic(settings, settings.topics.report)) == 3 and service.in_flight == 0
+
+            await wait_until(done, "three outcomes")
+        report = [json.loads(r.value) for r in await topic(settings, settings.topics.report)]
+        mine = sorted((o["status"], o["duration_ms"] is None) for o in report if o["identifier"] == "inv-k")
+        assert mine == [("built", False), ("superseded", True)]  # the older one never reached a worker
+        titles = [
+            next(n for n in json.loads(r.value)["@graph"] if n["@id"] == "./")["name"]
+            for r in await topic(settings, settings.topics.arcs)
+            if r.key == b"inv-k"
+        ]
+        assert titles == ["newer"]
+
+    asyncio.run(scenario())
