@@ -236,9 +236,20 @@ async def until(condition: Callable[[], Awaitable[bool]], what: str = "condition
 
 
 def upload_settings(make_settings: Callable[..., Settings], store: StoreProcess, **uploader: Any) -> Settings:
-    """Settings for an uploader test: the store as target, quick retries, a short session timeout."""
+    """Settings for an uploader test: the store as target, quick retries, a short session timeout.
+
+    The group is the test's own (named after its topic prefix): a member left behind by a killed
+    process must not delay another test's join.
+    """
+    prefix = make_settings().topics.prefix
     return make_settings(
         rdi="test-rdi",
-        uploader={"target_url": store.url, "backoff_initial_s": 0.05, "backoff_max_s": 0.5, **uploader},
+        uploader={
+            "target_url": store.url,
+            "backoff_initial_s": 0.05,
+            "backoff_max_s": 0.5,
+            "group_id": f"uploader-{prefix}",
+            **uploader,
+        },
         kafka={"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000},
     )

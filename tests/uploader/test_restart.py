@@ -28,6 +28,7 @@ def _spawn_uploader(settings: Settings, log_file: Path) -> subprocess.Popen[byte
         "ARCSTREAM_TOPICS__PARTITIONS": str(settings.topics.partitions),
         "ARCSTREAM_RDI": settings.rdi,
         "ARCSTREAM_UPLOADER__MAX_CONCURRENT_UPLOADS": "4",
+        "ARCSTREAM_UPLOADER__GROUP_ID": settings.uploader.group_id,
         "ARC_STORE_URL": settings.uploader.target_url,
     }
     with open(log_file, "ab") as log:
