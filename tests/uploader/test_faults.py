@@ -132,3 +132,36 @@ def test_422_and_413_fail_that_arc_only_and_the_partition_continues(
             await stop_consumer(consumer)
 
     asyncio.run(scenario())
+
+
+def test_a_store_that_never_recovers_ends_in_failed_outcomes_not_a_blocked_partition(
+    make_settings: Callable[..., Settings], make_store: Callable[..., StoreProcess], arcs_topic: ArcsTopic
+) -> None:
+    store = make_store("--failure-rate", "1", "--retry-after", "0")
+    settings = upload_settings(make_settings, store, max_attempts=3)
+    documents = [arc_document(f"down-{i}") for i in range(5)]
+
+    async def scenario() -> None:
+        produced = await arcs_topic.arcs(documents, partition=1)
+
+        async def all_reported() -> bool:
+            return len(await outcomes(settings)) >= len(documents)
+
+        async with running_uploader(settings):
+            await until(all_reported, what="every ARC reported")
+
+        results = await outcomes(settings)
+        assert {o.status for o in results} == {"failed"}
+        assert all(o.attempts == 3 and o.http_status == 503 for o in results)
+        assert all("gave up after 3 attempts" in (o.error_message or "") for o in results)
+        assert len(await read_topic(settings.kafka, settings.topics.dlq)) == len(documents)
+        assert len([r for r in store.requests() if r["identifier"]]) == 3 * len(documents)
+
+        consumer = make_consumer(settings.kafka, [], settings.uploader.group_id)
+        await start_client(consumer, settings.kafka)
+        try:
+            assert await consumer.committed(TopicPartition(settings.topics.arcs, 1)) == produced[-1].offset + 1
+        finally:
+            await stop_consumer(consumer)
+
+    asyncio.run(scenario())
