@@ -207,6 +207,9 @@ class Uploader:
         async with serve_metrics(self.settings.metrics, self.readiness):
             await ensure_topics(self.settings)
             await self.state.load(kafka)
+            for run_id, record in self.state.runs.items():
+                if record.status == "RUNNING":  # open runs take part in abort detection from the start
+                    self._run(run_id)
             self._report_hw = await end_offsets(kafka, self.topics.report)
             self._producer = make_producer(kafka)
             await start_client(self._producer, kafka)
