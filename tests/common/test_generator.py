@@ -35,12 +35,8 @@ def test_every_relation_column_type_and_quirk_appears() -> None:
     }
     io_types = {c.column_io_type for p in payloads for t in p.annotation_tables for c in t.columns}
     assert {"data", "material_name", "sample_name", "source_name"} <= io_types
-    assert any(
-        c.annotation and c.annotation.uri for p in payloads for t in p.annotation_tables for c in t.columns
-    )
-    assert any(
-        x.annotation for p in payloads for t in p.annotation_tables for c in t.columns for x in c.cells
-    )
+    assert any(c.annotation and c.annotation.uri for p in payloads for t in p.annotation_tables for c in t.columns)
+    assert any(x.annotation for p in payloads for t in p.annotation_tables for c in t.columns for x in c.cells)
     assert any(c.roles for p in payloads for c in p.contacts)
     assert any(p.status for x in payloads for p in x.publications)
     # quirks
