@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -108,6 +110,17 @@ def test_contract_is_pinned_to_the_installed_arctrl() -> None:
 def test_fast_engine_is_registered_by_name() -> None:
     assert engine_path("fast") == "services.builder.engines.fast:build_arc_json"
     assert "arctrl" in ENGINES
+
+
+def test_fast_worker_never_imports_arctrl_unless_it_falls_back() -> None:
+    """A fast worker stays small (arctrl costs ~0.5 s and ~50 MB per process) until a fallback needs it."""
+    script = (
+        "import sys; from services.builder.engines.fast import build_arc_json; "
+        "from services.common.payload import InvestigationPayload as P; "
+        "build_arc_json(P(identifier='i', title='t')); print('arctrl' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
 
 
 # -- hand-made payloads: every column type, io type, quirk and arctrl rule ----------------------------
