@@ -39,13 +39,14 @@ from aiokafka import (
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from services.builder import metrics as builder_metrics
+from services.builder import sizing
 from services.builder.engines import engine_path
 from services.builder.engines.fallback import FALLBACK_ENGINE
 from services.builder.pool import BuildPool
 from services.builder.worker import BuildResult
 from services.common import metrics
 from services.common.config import Settings
-from services.common.errors import BrokerUnavailableError, BuildTimeoutError
+from services.common.errors import BrokerUnavailableError
 from services.common.kafka.clients import make_consumer, make_producer, start_client
 from services.common.kafka.groups import stop_consumer
 from services.common.kafka.offsets import OffsetTracker
@@ -113,7 +114,7 @@ class BuilderService:
         self.settings = settings
         self.engine = engine or settings.builder.engine
         self.workers = workers or settings.max_concurrent_arc_builds
-        self.limit = settings.max_concurrent_tasks or 2 * self.workers
+        self.limit = sizing.in_flight_limit(settings, self.engine, self.workers)
         self.group_id = group_id or settings.builder.group_id
         self.readiness = Readiness("broker", "assigned")
         self._engine_path = engine_path(self.engine)
@@ -165,7 +166,9 @@ class BuilderService:
             self.workers,
             self._engine_path,
             self.settings.arc_generation_timeout_minutes * 60,
-            self.settings.builder.max_builds_per_worker,
+            sizing.max_builds_per_worker(self.settings, self.engine),
+            batch_size=sizing.sizing(self.engine).batch_size,
+            max_worker_rss_mb=self.settings.builder.max_worker_rss_mb,
         )
         try:
             await self._pool.check()
@@ -422,16 +425,10 @@ class BuilderService:
             await self._owned(tp)
             await self._fail(record, identifier, headers, "PayloadError", "payload message has no key", 0.0)
             return
-        result: BuildResult | None = None
         started = time.monotonic()
-        async with self._pool.slot():
-            if not self._superseded(tp, record):
-                started = time.monotonic()
-                try:
-                    result = await self._pool.build(record.value)
-                except BuildTimeoutError as exc:
-                    result = BuildResult(error_class=exc.error_class, error_message=str(exc))
-        duration_ms = (time.monotonic() - started) * 1000
+        result = await self._pool.build(record.value, wanted=lambda: not self._superseded(tp, record))
+        # The worker's own build time (a batch shares one wait); a timeout counts its wall time.
+        duration_ms = (result.build_s if result and result.build_s is not None else time.monotonic() - started) * 1000
         await self._owned(tp)  # during a rebalance, output waits until this partition is known to stay
         if result is not None and result.fallback is not None:
             builder_metrics.engine_fallback(result.fallback)

@@ -114,8 +114,12 @@ class BuilderSettings(BaseModel):
 
     group_id: str = "arcstream-builder"
     engine: Literal["arctrl", "fast"] = "fast"
-    #: Worker processes are replaced after this many builds to bound memory.
-    max_builds_per_worker: int = Field(default=200, ge=1)
+    #: Worker processes are replaced after this many builds to bound memory; unset: per engine
+    #: (arctrl 200, sized for its object graphs; fast 100000, its workers hold no engine state).
+    max_builds_per_worker: int | None = Field(default=None, ge=1)
+    #: A worker whose peak resident memory (MiB) passed this after a build is replaced before its
+    #: next build (checked in the worker, so one large build cannot keep the memory); 0 disables.
+    max_worker_rss_mb: int = Field(default=1024, ge=0)
     #: On SIGTERM, in-flight builds get this long to finish before they are abandoned (re-read later).
     shutdown_grace_s: float = Field(default=10.0, ge=0)
     #: Offsets are committed at most this often (and always on revocation and shutdown).
@@ -241,7 +245,8 @@ class Settings(BaseSettings):
     #: Snapshot extraction processes, each reading one shard of the same database snapshot.
     extractor_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     max_concurrent_arc_builds: int = Field(default_factory=lambda: max(1, (os.cpu_count() or 2) - 1), ge=1)
-    #: In-flight builds before the builder pauses its partitions; 0 means 2 x workers.
+    #: In-flight builds before the builder pauses its partitions; 0: per engine (arctrl 2 x workers,
+    #: fast 32 x workers: see services/builder/sizing.py).
     max_concurrent_tasks: int = Field(default=0, ge=0)
     arc_generation_timeout_minutes: float = Field(default=30.0, gt=0)
     log_format: Literal["text", "json"] = "text"
