@@ -53,6 +53,8 @@ class SnapshotSummary:
     duration_s: float
     rate_per_s: float
     partitions: dict[int, int]
+    #: Extraction processes used (one per shard of the snapshot).
+    processes: int
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,12 +112,17 @@ async def run_snapshot(
             await _send_markers(producer, settings, partitions, "run-start", run_id, expected, started_at)
             show = sys.stderr.isatty() if progress is None else progress
             with tqdm(total=expected, unit="inv", desc="snapshot", disable=not show) as bar:
-                if workers <= 1:
-                    results = [
-                        await extract_shard(settings, snapshot_id, 0, 1, run_id, connect_kwargs, bar.update)
-                    ]
+
+                def advance(count: int) -> None:
+                    bar.update(count)
+                    metrics.message_in("extract", count)
+                    metrics.mark_progress("extract")
+
+                shards = shard_count(workers, expected)
+                if shards == 1:
+                    results = [await extract_shard(settings, snapshot_id, 0, 1, run_id, connect_kwargs, advance)]
                 else:
-                    results = await _run_shards(settings, snapshot_id, workers, run_id, bar.update)
+                    results = await _run_shards(settings, snapshot_id, shards, run_id, advance)
             per_partition: Counter[int] = Counter()
             for result in results:
                 per_partition.update(result.published_per_partition)
@@ -147,6 +154,7 @@ async def run_snapshot(
         duration_s=round(duration, 3),
         rate_per_s=round(expected / duration, 1) if duration > 0 else 0.0,
         partitions=dict(sorted(per_partition.items())),
+        processes=shards,
     )
 
 
@@ -167,9 +175,7 @@ async def extract_shard(
         loader = PayloadLoader(await relation_columns(conn))
         await start_client(producer, settings.kafka)
         publisher = PayloadPublisher(producer, settings, run_id)
-        async for batch, children in _batches(
-            conn, children_conn, loader, settings.db_batch_size, shard, shards
-        ):
+        async for batch, children in _batches(conn, children_conn, loader, settings.db_batch_size, shard, shards):
             for result in loader.assemble_batch(batch, children):
                 if result.payload is not None:
                     await publisher.publish(result.identifier, result.payload)
@@ -224,6 +230,15 @@ async def _run_shards(
         return list(done.result())
 
 
+#: Below this many investigations per extra process, starting it (imports, connections) costs more than it saves.
+MIN_INVESTIGATIONS_PER_SHARD = 5_000
+
+
+def shard_count(workers: int, expected: int) -> int:
+    """How many processes to use: ``workers`` at most, one per ``MIN_INVESTIGATIONS_PER_SHARD``."""
+    return max(1, min(workers, expected // MIN_INVESTIGATIONS_PER_SHARD))
+
+
 def tune_gc_for_batch_work() -> None:
     """Fewer collector passes for a process that allocates millions of short-lived dicts.
 
@@ -259,9 +274,7 @@ async def _batches(
         investigations.itersize = size
         await investigations.execute(investigation_query(shard, shards))
         batch = await investigations.fetchmany(size)
-        pending = asyncio.ensure_future(
-            loader.fetch_children(children_conn, [r["identifier"] for r in batch])
-        )
+        pending = asyncio.ensure_future(loader.fetch_children(children_conn, [r["identifier"] for r in batch]))
         while batch:
             children = await pending
             following = await investigations.fetchmany(size)

@@ -8,10 +8,13 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
+import pytest
 from psycopg.rows import dict_row
 
+from services.common import metrics
 from services.common.config import Settings
-from services.extractor.snapshot import run_snapshot
+from services.extractor import snapshot
+from services.extractor.snapshot import run_snapshot, shard_count
 from tests.extractor.conftest import markers_on_topic, payloads_on_topic, reports_on_topic
 
 
@@ -30,9 +33,7 @@ def reference_payload(conn: psycopg.Connection, identifier: str) -> dict[str, An
     """The payload of one investigation, the slow way: one query per relation, no batching."""
 
     def rows(relation: str, key: str = "investigation_ref") -> list[dict[str, Any]]:
-        return conn.execute(
-            f'SELECT * FROM "{relation}" WHERE {key} = %s ORDER BY 1', (identifier,)
-        ).fetchall()
+        return conn.execute(f'SELECT * FROM "{relation}" WHERE {key} = %s ORDER BY 1', (identifier,)).fetchall()
 
     (inv,) = rows("vInvestigation", "identifier")
     studies: list[dict[str, Any]] = []
@@ -150,22 +151,24 @@ def reference_payload(conn: psycopg.Connection, identifier: str) -> dict[str, An
 
 
 def test_snapshot_publishes_each_investigation_as_the_reference_query_sees_it(
-    fill_source: Callable[..., int], settings: Settings, database_url: str
+    fill_source: Callable[..., int], settings: Settings, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fill_source(500, seed=7, profile="small")
+    monkeypatch.setattr(snapshot, "MIN_INVESTIGATIONS_PER_SHARD", 100)  # two shard processes for 500
+    extracted_before = metrics.MESSAGES_IN.labels(stage="extract")._value.get()
     summary = asyncio.run(run_snapshot(settings, progress=False, workers=2))
+    assert metrics.MESSAGES_IN.labels(stage="extract")._value.get() - extracted_before == 500
 
     published = payloads_on_topic(settings)
     assert summary.expected == 500 and summary.published == 500 and summary.failed == 0
+    assert summary.processes == 2
     assert len(published) == 500
     with psycopg.connect(database_url, row_factory=dict_row) as conn:
         for identifier, payload in published.items():
             assert payload == reference_payload(conn, identifier), identifier
 
 
-def test_run_markers_frame_the_run_on_every_partition(
-    fill_source: Callable[..., int], settings: Settings
-) -> None:
+def test_run_markers_frame_the_run_on_every_partition(fill_source: Callable[..., int], settings: Settings) -> None:
     fill_source(40, seed=3)
     summary = asyncio.run(run_snapshot(settings, progress=False))
 
@@ -176,9 +179,7 @@ def test_run_markers_frame_the_run_on_every_partition(
     assert {m["run_id"] for m in markers} == {summary.run_id}
     assert all(m["expected"] == 40 for m in starts)
     assert sum(m["published"] for m in ends) == 40
-    assert {m["partition"]: m["published"] for m in ends} == {
-        p: summary.partitions.get(p, 0) for p in range(3)
-    }
+    assert {m["partition"]: m["published"] for m in ends} == {p: summary.partitions.get(p, 0) for p in range(3)}
 
 
 class _CountingCursor(psycopg.AsyncCursor[Any]):
@@ -252,9 +253,7 @@ def test_quirks_are_accepted_and_invalid_rows_reported_without_stopping(
         "A-2": ["S-a", "S-b"],
     }
     nofirst, text_roles = quirky["contacts"]
-    assert nofirst["first_name"] is None and nofirst["roles"] == [
-        {"term": "curator", "uri": None, "version": None}
-    ]
+    assert nofirst["first_name"] is None and nofirst["roles"] == [{"term": "curator", "uri": None, "version": None}]
     assert text_roles["roles"] == [{"term": "pi", "uri": "http://x/pi", "version": "1"}]
 
     failures = {r["identifier"]: r for r in reports_on_topic(settings)}
@@ -281,3 +280,10 @@ def test_payloads_over_1_mb_and_10_mb_go_through(
     assert summary.published == 2
     assert len(published["BIG-1"]["description_text"]) == 1_200_000  # type: ignore[index]
     assert len(published["BIG-10"]["description_text"]) == 10_500_000  # type: ignore[index]
+
+
+def test_one_process_per_five_thousand_investigations_up_to_the_worker_count() -> None:
+    assert shard_count(workers=4, expected=2_000) == 1
+    assert shard_count(workers=4, expected=12_000) == 2
+    assert shard_count(workers=2, expected=1_000_000) == 2
+    assert shard_count(workers=1, expected=1_000_000) == 1
