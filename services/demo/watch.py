@@ -11,10 +11,9 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from aiokafka import TopicPartition
-
 from services.common.config import Settings
 from services.common.kafka.clients import make_consumer, start_client
+from services.common.kafka.reading import topic_partitions
 from services.common.records import loads
 
 Outcome = dict[str, Any]
@@ -33,12 +32,7 @@ class ReportWatcher:
     async def start(self) -> None:
         consumer = make_consumer(self._settings.kafka, [], group_id=None)
         await start_client(consumer, self._settings.kafka)
-        topic = self._settings.topics.report
-        partitions = consumer.partitions_for_topic(topic) or set()
-        if not partitions:
-            await consumer.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic) or set()
-        consumer.assign([TopicPartition(topic, p) for p in partitions])
+        consumer.assign(await topic_partitions(consumer, self._settings.topics.report))
         await consumer.seek_to_beginning()
         self._task = asyncio.create_task(self._follow(consumer))
 

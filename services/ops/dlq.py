@@ -27,7 +27,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from services.common.config import Settings
 from services.common.errors import ConfigError
 from services.common.kafka.clients import make_consumer, make_producer, start_client
-from services.common.kafka.reading import true_end
+from services.common.kafka.reading import topic_partitions, true_end
 from services.common.records import (
     H_ERROR_CLASS,
     H_ERROR_MESSAGE,
@@ -94,13 +94,9 @@ async def _unhandled(
     consumer: AIOKafkaConsumer, dlq: str
 ) -> tuple[list[ConsumerRecord[bytes, bytes]], dict[TopicPartition, int]]:
     """DLQ records from the group's committed offsets to the current end, and those ends."""
-    partitions = consumer.partitions_for_topic(dlq)
-    if partitions is None:
-        await consumer.force_metadata_update()
-        partitions = consumer.partitions_for_topic(dlq)
-    if not partitions:
+    tps = await topic_partitions(consumer, dlq)
+    if not tps:
         raise ConfigError(f"DLQ topic {dlq!r} does not exist (arcstream topics ensure creates it)")
-    tps = [TopicPartition(dlq, p) for p in sorted(partitions)]
     consumer.assign(tps)
     ends = await consumer.end_offsets(tps)
     for tp in tps:

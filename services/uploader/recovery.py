@@ -14,11 +14,9 @@ commit metadata, so the position lives in the compacted state topic instead.
 
 from __future__ import annotations
 
-from aiokafka import TopicPartition
-
 from services.common.config import KafkaSettings
 from services.common.kafka.clients import make_consumer, start_client
-from services.common.kafka.reading import true_end
+from services.common.kafka.reading import topic_partitions, true_end
 from services.common.records import H_ORIGIN_OFFSET, H_ORIGIN_PARTITION, H_ORIGIN_TOPIC, header_dict, loads
 from services.common.report import OutcomeRecord
 
@@ -35,11 +33,7 @@ async def end_offsets(kafka: KafkaSettings, topic: str) -> dict[int, int]:
     consumer = make_consumer(kafka, [], group_id=None)
     await start_client(consumer, kafka)
     try:
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            await consumer.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        tps = await topic_partitions(consumer, topic)
         ends = await consumer.end_offsets(tps) if tps else {}
         return {tp.partition: offset for tp, offset in ends.items()}
     finally:
@@ -62,11 +56,7 @@ async def written_outcomes(
     consumer = make_consumer(kafka, [], group_id=None)
     await start_client(consumer, kafka)
     try:
-        partitions = consumer.partitions_for_topic(report_topic)
-        if not partitions:
-            await consumer.force_metadata_update()
-            partitions = consumer.partitions_for_topic(report_topic) or set()
-        tps = [TopicPartition(report_topic, p) for p in sorted(partitions)]
+        tps = await topic_partitions(consumer, report_topic)
         if not tps:
             return found
         consumer.assign(tps)

@@ -14,6 +14,15 @@ from services.common.config import KafkaSettings
 from services.common.kafka.clients import make_consumer, start_client
 
 
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """The partitions of ``topic``, refreshing metadata once if the client has not seen it yet."""
+    partitions = consumer.partitions_for_topic(topic)
+    if not partitions:
+        await consumer.force_metadata_update()
+        partitions = consumer.partitions_for_topic(topic) or set()
+    return [TopicPartition(topic, p) for p in sorted(partitions)]
+
+
 def true_end(consumer: AIOKafkaConsumer, tp: TopicPartition, listed_end: int) -> int:
     """The end offset of ``tp``, corrected by the highwater of the last fetch.
 
@@ -30,11 +39,7 @@ async def iter_topic(kafka: KafkaSettings, topic: str) -> AsyncIterator[Consumer
     consumer = make_consumer(kafka, [], group_id=None)
     await start_client(consumer, kafka)
     try:
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            await consumer.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        tps = await topic_partitions(consumer, topic)
         if not tps:
             return
         consumer.assign(tps)
