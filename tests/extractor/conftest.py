@@ -30,9 +30,7 @@ async def _fill(database_url: str, rows: Iterable[SourceRows]) -> int:
 def fill_source(database_url: str) -> Callable[..., int]:
     """Create the six relations and write rows (generated, or given) into this test's database."""
 
-    def fill(
-        n: int = 0, seed: int = 1, profile: Profile = "small", rows: Iterable[SourceRows] | None = None
-    ) -> int:
+    def fill(n: int = 0, seed: int = 1, profile: Profile = "small", rows: Iterable[SourceRows] | None = None) -> int:
         return asyncio.run(_fill(database_url, rows if rows is not None else generate(n, seed, profile)))
 
     return fill

@@ -80,7 +80,5 @@ def test_unreachable_broker(settings: Settings, tmp_path: Path) -> None:
 
 
 def test_bad_setting(settings: Settings, tmp_path: Path) -> None:
-    result = _run_cli(
-        "extract", "snapshot", env=_env(settings, tmp_path, ARCSTREAM_DB_BATCH_SIZE="-3"), cwd=tmp_path
-    )
+    result = _run_cli("extract", "snapshot", env=_env(settings, tmp_path, ARCSTREAM_DB_BATCH_SIZE="-3"), cwd=tmp_path)
     assert "invalid setting 'db_batch_size'" in _one_error_line(result)

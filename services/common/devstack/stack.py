@@ -49,9 +49,7 @@ def start_store(data_dir: Path, port: int | None = None, extra_args: Sequence[st
         log_file,
     )
     wait_for_port("127.0.0.1", port, timeout=60, what="ARC store")
-    return ServerRecord(
-        url=f"http://127.0.0.1:{port}", pid=pid, data_dir=str(store_dir), log_file=str(log_file)
-    )
+    return ServerRecord(url=f"http://127.0.0.1:{port}", pid=pid, data_dir=str(store_dir), log_file=str(log_file))
 
 
 def up(state_dir: Path, *, with_store: bool = True) -> StackState:

@@ -91,9 +91,7 @@ class _Silenced(logging.Filter):
         return False
 
 
-async def start_client(
-    client: AIOKafkaProducer | AIOKafkaConsumer | AIOKafkaAdminClient, kafka: KafkaSettings
-) -> None:
+async def start_client(client: AIOKafkaProducer | AIOKafkaConsumer | AIOKafkaAdminClient, kafka: KafkaSettings) -> None:
     """Start a client; an unreachable broker becomes one clear :class:`BrokerUnavailableError`."""
     aiokafka_log = logging.getLogger("aiokafka")
     silenced = _Silenced()

@@ -73,17 +73,13 @@ async def ensure_topics(settings: Settings) -> dict[str, str]:
             )
             for name, code, message in _topic_errors(response):
                 if code not in (0, 36):  # 36 = TOPIC_ALREADY_EXISTS (a concurrent ensure)
-                    raise BrokerUnavailableError(
-                        f"cannot create topic {name}: error {code} {message or ''}".strip()
-                    )
+                    raise BrokerUnavailableError(f"cannot create topic {name}: error {code} {message or ''}".strip())
         described = await admin.describe_topics([spec.name for spec in specs])
         for topic in described:
             want = next(spec.partitions for spec in specs if spec.name == topic["topic"])
             have = len(topic.get("partitions", []))
             if have and have != want:
-                log.warning(
-                    "topic %s has %d partitions, configured %d: left as is", topic["topic"], have, want
-                )
+                log.warning("topic %s has %d partitions, configured %d: left as is", topic["topic"], have, want)
         return {spec.name: ("created" if spec in missing else "exists") for spec in specs}
     finally:
         await admin.close()

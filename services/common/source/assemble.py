@@ -85,9 +85,7 @@ def roles(value: Any) -> list[dict[str, str | None]]:
     return result
 
 
-def _merge_duplicates(
-    kind: str, items: Iterable[dict[str, Any]], ignore: str | None = None
-) -> list[dict[str, Any]]:
+def _merge_duplicates(kind: str, items: Iterable[dict[str, Any]], ignore: str | None = None) -> list[dict[str, Any]]:
     """One entry per identifier; rows may repeat only when equal (``ignore``d field merged as a union)."""
     merged: dict[str, dict[str, Any]] = {}
     for item in items:

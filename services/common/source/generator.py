@@ -92,9 +92,7 @@ class SourceRows:
 
     def payload(self) -> InvestigationPayload:
         cells = [tuple(row[name] for name in CONTRACT["vAnnotationTable"]) for row in self.annotation_cells]
-        return assemble(
-            self.investigation, self.studies, self.assays, self.contacts, self.publications, cells
-        )
+        return assemble(self.investigation, self.studies, self.assays, self.contacts, self.publications, cells)
 
 
 @dataclass(frozen=True)
@@ -205,12 +203,8 @@ def _study_table(rng: random.Random, inv: str, study: str, rows: int) -> list[Ro
                 cell_annotation_uri=treatment_uri,
             ),
             _cell(*args, column_type="date", column_value="sampling date", cell_value=_date(rng, 2020)),
-            _cell(
-                *args, column_type="comment", column_value="notes", cell_value=_pick(rng, ["ok", "late", ""])
-            ),
-            _cell(
-                *args, column_type="output", column_io_type="sample_name", cell_value=f"{study}_sample_{r}"
-            ),
+            _cell(*args, column_type="comment", column_value="notes", cell_value=_pick(rng, ["ok", "late", ""])),
+            _cell(*args, column_type="output", column_io_type="sample_name", cell_value=f"{study}_sample_{r}"),
         ]
     return cells
 
@@ -223,9 +217,7 @@ def _assay_table(rng: random.Random, inv: str, study: str, assay: str, rows: int
     for r in range(rows):
         args = (inv, "assay", assay, "measurement", r)
         cells += [
-            _cell(
-                *args, column_type="input", column_io_type="sample_name", cell_value=f"{study}_sample_{r % 7}"
-            ),
+            _cell(*args, column_type="input", column_io_type="sample_name", cell_value=f"{study}_sample_{r % 7}"),
             _cell(
                 *args,
                 column_type="parameter",

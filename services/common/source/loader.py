@@ -121,16 +121,12 @@ class PayloadLoader:
                 results.append(LoadResult(identifier, payload=payload))
         return results
 
-    async def load_batch(
-        self, conn: psycopg.AsyncConnection, investigations: Sequence[Row]
-    ) -> list[LoadResult]:
+    async def load_batch(self, conn: psycopg.AsyncConnection, investigations: Sequence[Row]) -> list[LoadResult]:
         """Payloads for these investigation rows."""
         children = await self.fetch_children(conn, [str(row["identifier"]) for row in investigations])
         return self.assemble_batch(investigations, children)
 
-    async def load_payloads(
-        self, conn: psycopg.AsyncConnection, identifiers: Sequence[str]
-    ) -> dict[str, LoadResult]:
+    async def load_payloads(self, conn: psycopg.AsyncConnection, identifiers: Sequence[str]) -> dict[str, LoadResult]:
         """Payloads for these identifiers; identifiers no longer in ``vInvestigation`` are absent."""
         async with conn.cursor(row_factory=dict_row) as cursor:
             await cursor.execute(self._by_identifier, (list(identifiers),))
