@@ -118,7 +118,7 @@ class BuilderSettings(BaseModel):
     #: (arctrl 200, sized for its object graphs; fast 100000, its workers hold no engine state).
     max_builds_per_worker: int | None = Field(default=None, ge=1)
     #: A worker whose peak resident memory (MiB) passed this after a build is replaced before its
-    #: next build (checked in the worker, so one large build cannot keep the memory); 0 disables.
+    #: next pool task (checked in the worker after each build); 0 disables.
     max_worker_rss_mb: int = Field(default=1024, ge=0)
     #: On SIGTERM, in-flight builds get this long to finish before they are abandoned (re-read later).
     shutdown_grace_s: float = Field(default=10.0, ge=0)
