@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from typing import Any
+
+import orjson
 
 #: Keys the target ignores, at every depth of the document.
 IGNORED_KEYS = frozenset({"datePublished", "sdDatePublished", "dateModified"})
@@ -26,4 +29,36 @@ def _without_dates(value: Any) -> Any:
 def content_hash(document: Any) -> str:
     """Hex SHA-256 of ``json.dumps(document without date keys, sort_keys=True)`` as UTF-8."""
     text = json.dumps(_without_dates(document), sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _strip_dates_in_place(value: Any) -> None:
+    """Remove the ignored keys at every depth of a document this process owns (no copy).
+
+    Recursion visits only containers (most values are strings), which is what makes it
+    about twice as fast as the copying :func:`_without_dates`.
+    """
+    items: Iterable[Any]
+    if type(value) is dict:
+        for key in IGNORED_KEYS:
+            value.pop(key, None)
+        items = value.values()
+    elif type(value) is list:
+        items = value
+    else:
+        return
+    for item in items:
+        if type(item) is dict or type(item) is list:
+            _strip_dates_in_place(item)
+
+
+def content_hash_of_json(arc_json: bytes) -> str:
+    """:func:`content_hash` of serialised JSON: the same formula and bytes, without copying the document.
+
+    Used by the build worker on every ARC, where the copy in :func:`content_hash` cost about as
+    much as the serialisation itself; the parsed document is private here, so it is changed in place.
+    """
+    document = orjson.loads(arc_json)
+    _strip_dates_in_place(document)
+    text = json.dumps(document, sort_keys=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import orjson
 from pydantic import ValidationError
 
-from services.builder.content_hash import content_hash
+from services.builder.content_hash import content_hash_of_json
 from services.builder.engines import EngineFunction, load_engine
 from services.builder.engines.fallback import FallbackArc, FallbackMappingError
 from services.common.errors import MappingError, PayloadError, RecordError
@@ -107,7 +107,7 @@ def build(payload_json: bytes) -> bytes:
         except Exception as exc:
             raise MappingError(f"{type(exc).__name__} while building: {exc}") from exc
         arc_bytes = arc_json.encode("utf-8")
-        digest = content_hash(orjson.loads(arc_bytes)).encode("ascii")
+        digest = content_hash_of_json(arc_bytes).encode("ascii")
         if isinstance(arc_json, FallbackArc):
             return b"F" + digest + arc_json.reason.encode("ascii") + b"\n" + arc_bytes
         return b"A" + digest + arc_bytes
