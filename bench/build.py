@@ -47,7 +47,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import engines
-from services.builder import worker
+from services.builder import sizing, worker
 from services.builder.engines import EngineFunction, engine_path, load_engine, register_engine
 from services.builder.service import BuilderService
 from services.common import metrics
@@ -192,6 +192,7 @@ def main() -> None:
         print(json.dumps(engines.run(args), indent=2))
         return
     register_engine("noop", engines.NOOP_ENGINE)
+    sizing.SIZING["noop"] = sizing.FAST  # the pipeline's ceiling for millisecond builds
 
     payloads = generate_payloads(args.n, args.seed, args.profile)
     broker = None
