@@ -47,11 +47,6 @@ def test_unknown_key_in_file_is_rejected(monkeypatch: pytest.MonkeyPatch, tmp_pa
         load_settings()
 
 
-def test_in_flight_limit_defaults_to_twice_the_workers() -> None:
-    assert load_settings(max_concurrent_arc_builds=3).in_flight_limit == 6
-    assert load_settings(max_concurrent_arc_builds=3, max_concurrent_tasks=4).in_flight_limit == 4
-
-
 def test_settings_are_frozen() -> None:
     settings = load_settings()
     with pytest.raises(Exception, match="frozen"):

@@ -268,11 +268,6 @@ class Settings(BaseSettings):
             raise ValueError("must not be blank")
         return value
 
-    @property
-    def in_flight_limit(self) -> int:
-        """``max_concurrent_tasks``, defaulting to twice the number of build workers."""
-        return self.max_concurrent_tasks or 2 * self.max_concurrent_arc_builds
-
     @classmethod
     def settings_customise_sources(
         cls,
