@@ -37,9 +37,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from services.builder import worker
-from services.builder.content_hash import content_hash
 from services.builder.engines import EngineFunction, engine_path, load_engine
 from services.builder.engines.fallback import FallbackArc
+from services.common.content_hash import content_hash
 from services.common.errors import MappingError
 from services.common.payload import (
     AnnotationTable,

@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
 
-from services.builder.content_hash import content_hash
 from services.common.config import Settings, load_settings
+from services.common.content_hash import content_hash
 from services.common.devstack.broker import start_broker, stop_broker
 from services.common.devstack.processes import terminate
 from services.common.devstack.stack import start_store

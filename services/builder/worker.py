@@ -24,9 +24,9 @@ from dataclasses import dataclass
 import orjson
 from pydantic import ValidationError
 
-from services.builder.content_hash import content_hash_of_json
 from services.builder.engines import EngineFunction, load_engine
 from services.builder.engines.fallback import FallbackArc, FallbackMappingError
+from services.common.content_hash import content_hash_of_json
 from services.common.errors import MappingError, PayloadError, RecordError
 from services.common.payload import InvestigationPayload
 

@@ -24,8 +24,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from services.builder.content_hash import content_hash
 from services.common.config import StoreSettings
+from services.common.content_hash import content_hash
 from services.common.errors import ConfigError
 from services.store.faults import FaultInjector
 from services.store.rawjson import parse_members

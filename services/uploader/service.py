@@ -42,9 +42,9 @@ from aiokafka import (
 )
 from aiokafka.errors import KafkaError
 
-from services.builder.content_hash import content_hash
 from services.common import metrics
 from services.common.config import Settings
+from services.common.content_hash import content_hash
 from services.common.errors import ArcstreamError, BrokerUnavailableError, PayloadError
 from services.common.kafka.clients import make_consumer, make_producer, start_client
 from services.common.kafka.groups import stop_consumer

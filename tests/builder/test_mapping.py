@@ -14,7 +14,6 @@ import orjson
 import pytest
 from arctrl import ARC
 
-from services.builder.content_hash import content_hash
 from services.builder.engines.arctrl_engine import build_arc_json
 from services.builder.identifiers import ORIGINAL_IDENTIFIER_COMMENT, decode_identifier, encode_identifier
 from services.builder.mapping import REGISTERED_STUDIES_COMMENT
@@ -22,6 +21,7 @@ from services.builder.ontology import term_source
 from services.builder.rocrate import UNDATED
 from services.builder.tables import DATE_COMMENT
 from services.builder.worker import build, decode_result, init_worker
+from services.common.content_hash import content_hash
 from services.common.errors import MappingError
 from services.common.payload import (
     AnnotationTable,

@@ -10,9 +10,9 @@ from pathlib import Path
 import orjson
 from aiokafka import TopicPartition
 
-from services.builder.content_hash import content_hash
 from services.common import metrics
 from services.common.config import Settings
+from services.common.content_hash import content_hash
 from services.common.kafka.clients import make_consumer, start_client
 from services.common.kafka.groups import stop_consumer
 from services.common.records import header_dict

@@ -15,8 +15,8 @@ import httpx
 import pytest
 from aiohttp import web
 
-from services.builder.content_hash import content_hash
 from services.common.config import StoreSettings
+from services.common.content_hash import content_hash
 from services.common.devstack.ports import free_port
 from services.store.app import StoreApp
 from services.store.rawjson import parse_members

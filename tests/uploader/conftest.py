@@ -22,8 +22,8 @@ from typing import Any
 import httpx
 import pytest
 
-from services.builder.content_hash import content_hash
 from services.common.config import Settings
+from services.common.content_hash import content_hash
 from services.common.devstack import stack
 from services.common.devstack.processes import terminate
 from services.common.kafka.clients import make_producer, start_client

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import orjson
 
-from services.builder.content_hash import content_hash, content_hash_of_json
 from services.builder.engines.fast import build_arc_json as fast_build
+from services.common.content_hash import content_hash, content_hash_of_json
 from services.common.source.generator import generate_payloads
 
 
