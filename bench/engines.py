@@ -51,7 +51,7 @@ from services.common.payload import (
     Study,
 )
 from services.common.records import dumps
-from services.common.source.generator import generate_payloads
+from services.common.source.generator import generate_payloads, shrink_payload
 
 OBO = "http://purl.obolibrary.org/obo/"
 #: Registry path of :func:`noop_build` (spawned workers import it from the repository root).
@@ -102,37 +102,6 @@ def _identical(fast: EngineFunction, arctrl: EngineFunction, payloads: list[Inve
         fallbacks += isinstance(actual, FallbackArc)
         same += actual == expected
     return {"payloads": len(payloads), "identical": same, "refused_by_both": refused, "fast_fallbacks": fallbacks}
-
-
-def shrink(payload: InvestigationPayload, studies: int, assays: int, rows: int) -> InvestigationPayload:
-    """The first ``studies`` studies, ``assays`` of their assays and ``rows`` rows of every table."""
-    kept_studies = payload.studies[:studies]
-    kept = {s.identifier for s in kept_studies}
-    kept_assays = [a for a in payload.assays if set(a.study_refs) <= kept][:assays]
-    owners = kept | {a.identifier for a in kept_assays}
-    tables = [
-        t.model_copy(
-            update={
-                "columns": [
-                    c.model_copy(update={"cells": [cell for cell in c.cells if cell.row_index < rows]})
-                    for c in t.columns
-                ]
-            }
-        )
-        for t in payload.annotation_tables
-        if t.target_ref in owners
-    ]
-    return payload.model_copy(
-        update={
-            "studies": kept_studies,
-            "assays": kept_assays,
-            "annotation_tables": tables,
-            "contacts": [c for c in payload.contacts if c.target_type == "investigation" or c.target_ref in owners],
-            "publications": [
-                p for p in payload.publications if p.target_type == "investigation" or p.target_ref in owners
-            ],
-        }
-    )
 
 
 def rows_payload(rows: int) -> InvestigationPayload:
@@ -235,7 +204,7 @@ def compare(n: int, seed: int, n_large: int, repeat: int) -> dict[str, Any]:
     mixed = generate_payloads(n, seed, "mixed")
     large = generate_payloads(n_large, seed, "large")
     shape = {"studies": 3, "assays": 3, "rows": 20}
-    reduced = [shrink(large[0], **shape)]
+    reduced = [shrink_payload(large[0], **shape)]
     fast(mixed[0])  # warm-up: imports and first-call costs are not per-ARC costs
     mixed_fast = _best_round(fast, mixed, repeat)
     large_fast = _best_round(fast, large, repeat)

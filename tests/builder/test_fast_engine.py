@@ -39,7 +39,7 @@ from services.common.payload import (
     Study,
 )
 from services.common.records import header_dict
-from services.common.source.generator import generate_payloads
+from services.common.source.generator import generate_payloads, shrink_payload
 
 from .conftest import (
     cells,
@@ -471,45 +471,12 @@ def test_generated_corpus(profile: str, n: int) -> None:
 def test_larger_investigations() -> None:
     """The mixed corpus's medium-sized investigations plus one 'large'-profile investigation cut to 3 x 3 x 20 rows."""
     medium = sorted(generate_payloads(120, 3, "mixed"), key=_cells, reverse=True)[:2]
-    for payload in [*medium, _shrunk(generate_payloads(1, 5, "large")[0], studies=3, assays=3, rows=20)]:
+    for payload in [*medium, shrink_payload(generate_payloads(1, 5, "large")[0], studies=3, assays=3, rows=20)]:
         assert_same_output(payload)
 
 
 def _cells(payload: InvestigationPayload) -> int:
     return sum(len(column.cells) for table in payload.annotation_tables for column in table.columns)
-
-
-def _shrunk(payload: InvestigationPayload, studies: int, assays: int, rows: int) -> InvestigationPayload:
-    kept_studies = payload.studies[:studies]
-    kept_ids = {s.identifier for s in kept_studies}
-    kept_assays = [a for a in payload.assays if set(a.study_refs) <= kept_ids][:assays]
-    owners = kept_ids | {a.identifier for a in kept_assays}
-    tables = [
-        t.model_copy(
-            update={
-                "columns": [
-                    c.model_copy(update={"cells": [cell for cell in c.cells if cell.row_index < rows]})
-                    for c in t.columns
-                ]
-            }
-        )
-        for t in payload.annotation_tables
-        if t.target_ref in owners
-    ]
-    contacts = [c for c in payload.contacts if c.target_type == "investigation" or c.target_ref in owners]
-    publications = [p for p in payload.publications if p.target_type == "investigation" or p.target_ref in owners]
-    return payload.model_copy(
-        update={
-            "studies": kept_studies,
-            "assays": kept_assays,
-            "annotation_tables": tables,
-            "contacts": contacts,
-            "publications": publications,
-        }
-    )
-
-
-# -- the fallback is visible to the worker --------------------------------------------------------
 
 
 def test_worker_marks_fallback_builds_and_refusals() -> None:

@@ -348,3 +348,37 @@ def generate(n: int, seed: int, profile: Profile) -> Iterator[SourceRows]:
 def generate_payloads(n: int, seed: int, profile: Profile) -> list[InvestigationPayload]:
     """The payloads the extractor would publish for ``arcstream gen`` with the same arguments."""
     return [rows.payload() for rows in generate(n, seed, profile)]
+
+
+def shrink_payload(payload: InvestigationPayload, studies: int, assays: int, rows: int) -> InvestigationPayload:
+    """The first ``studies`` studies, ``assays`` of their assays and ``rows`` rows of every table.
+
+    Benchmarks and tests use it to cut a ``large`` investigation down to a size arctrl finishes quickly.
+    """
+    kept_studies = payload.studies[:studies]
+    kept = {s.identifier for s in kept_studies}
+    kept_assays = [a for a in payload.assays if set(a.study_refs) <= kept][:assays]
+    owners = kept | {a.identifier for a in kept_assays}
+    tables = [
+        t.model_copy(
+            update={
+                "columns": [
+                    c.model_copy(update={"cells": [cell for cell in c.cells if cell.row_index < rows]})
+                    for c in t.columns
+                ]
+            }
+        )
+        for t in payload.annotation_tables
+        if t.target_ref in owners
+    ]
+    return payload.model_copy(
+        update={
+            "studies": kept_studies,
+            "assays": kept_assays,
+            "annotation_tables": tables,
+            "contacts": [c for c in payload.contacts if c.target_type == "investigation" or c.target_ref in owners],
+            "publications": [
+                p for p in payload.publications if p.target_type == "investigation" or p.target_ref in owners
+            ],
+        }
+    )
