@@ -14,10 +14,10 @@ import orjson
 import pytest
 from arctrl import ARC
 
+from services.builder.accessions import term_source
 from services.builder.engines.arctrl_engine import build_arc_json
 from services.builder.identifiers import ORIGINAL_IDENTIFIER_COMMENT, decode_identifier, encode_identifier
 from services.builder.mapping import REGISTERED_STUDIES_COMMENT
-from services.builder.ontology import term_source
 from services.builder.rocrate import UNDATED
 from services.builder.tables import DATE_COMMENT
 from services.builder.worker import build, decode_result, init_worker

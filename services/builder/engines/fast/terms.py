@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from services.builder.accessions import term_source
 from services.builder.engines.fast.graph import Node, put
 from services.common.payload import OntologyAnnotation
 
@@ -24,22 +25,11 @@ _TAN_PATTERNS = (
     re.compile(r".*\/(\w+?)[:_](\w+)"),
     re.compile(r".*252F(\w+?)_(\w+)"),
 )
-#: The local id part of an accession, as the reference mapping derives the term source (services.builder.ontology).
-_ACCESSION_TAIL = re.compile(r"([A-Za-z][A-Za-z0-9]*)[_:][A-Za-z0-9]+")
 
 
 def accession(uri: str | None) -> str | None:
     """The TAN arctrl stores: empty and ``:`` mean none."""
     return None if uri in (None, "", ":") else uri
-
-
-def term_source(uri: str | None) -> str | None:
-    """Same rule as :func:`services.builder.ontology.term_source` (kept free of the arctrl import)."""
-    if not uri:
-        return None
-    tail = re.split(r"[/#]", uri.strip().rstrip("/"))[-1]
-    match = _ACCESSION_TAIL.fullmatch(tail)
-    return match.group(1) if match else None
 
 
 @lru_cache(maxsize=4096)
