@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from services.common.config import KafkaSettings
 from services.common.kafka.clients import make_consumer, start_client
-from services.common.kafka.reading import topic_partitions, true_end
+from services.common.kafka.reading import iter_topic, topic_partitions
 from services.common.records import H_ORIGIN_OFFSET, H_ORIGIN_PARTITION, H_ORIGIN_TOPIC, header_dict, loads
 from services.common.report import OutcomeRecord
 
@@ -53,35 +53,12 @@ async def written_outcomes(
     ``start`` gives, per report partition, the first offset to read (missing: from the beginning).
     """
     found: dict[tuple[int, int], OutcomeRecord] = {}
-    consumer = make_consumer(kafka, [], group_id=None)
-    await start_client(consumer, kafka)
-    try:
-        tps = await topic_partitions(consumer, report_topic)
-        if not tps:
-            return found
-        consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
-        beginnings = await consumer.beginning_offsets(tps)
-        for tp in tps:
-            consumer.seek(tp, max(start.get(tp.partition, 0), beginnings[tp]))
-        remaining = {tp for tp in tps if ends[tp] > await consumer.position(tp)}
-        while remaining:
-            batches = await consumer.getmany(*remaining, timeout_ms=1000)
-            for tp, records in batches.items():
-                ends[tp] = true_end(consumer, tp, ends[tp])
-                for record in records:
-                    if record.offset >= ends[tp]:
-                        continue
-                    headers = header_dict(record.headers)
-                    if headers.get(H_ORIGIN_GROUP) != group or headers.get(H_ORIGIN_TOPIC) != input_topic:
-                        continue
-                    partition = int(headers.get(H_ORIGIN_PARTITION, "-1"))
-                    offset = int(headers.get(H_ORIGIN_OFFSET, "-1"))
-                    if partition in committed and offset >= committed[partition] and record.value is not None:
-                        found[(partition, offset)] = OutcomeRecord.model_validate(loads(record.value))
-            for tp in list(remaining):
-                if await consumer.position(tp) >= ends[tp]:
-                    remaining.discard(tp)
-        return found
-    finally:
-        await consumer.stop()
+    async for record in iter_topic(kafka, report_topic, start):
+        headers = header_dict(record.headers)
+        if headers.get(H_ORIGIN_GROUP) != group or headers.get(H_ORIGIN_TOPIC) != input_topic:
+            continue
+        partition = int(headers.get(H_ORIGIN_PARTITION, "-1"))
+        offset = int(headers.get(H_ORIGIN_OFFSET, "-1"))
+        if partition in committed and offset >= committed[partition] and record.value is not None:
+            found[(partition, offset)] = OutcomeRecord.model_validate(loads(record.value))
+    return found

@@ -6,7 +6,7 @@ hashes, the run report) and by tests that inspect what a stage produced.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
@@ -34,8 +34,13 @@ def true_end(consumer: AIOKafkaConsumer, tp: TopicPartition, listed_end: int) ->
     return max(listed_end, highwater) if highwater is not None else listed_end
 
 
-async def iter_topic(kafka: KafkaSettings, topic: str) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
-    """Every record now in ``topic``, partition by partition in offset order, then stop."""
+async def iter_topic(
+    kafka: KafkaSettings, topic: str, start: Mapping[int, int] | None = None
+) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
+    """Every record now in ``topic`` in offset order per partition, then stop.
+
+    ``start`` gives, per partition, the first offset to read (missing: from the beginning).
+    """
     consumer = make_consumer(kafka, [], group_id=None)
     await start_client(consumer, kafka)
     try:
@@ -43,8 +48,10 @@ async def iter_topic(kafka: KafkaSettings, topic: str) -> AsyncIterator[Consumer
         if not tps:
             return
         consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
+        beginnings = await consumer.beginning_offsets(tps)
+        for tp in tps:
+            consumer.seek(tp, max((start or {}).get(tp.partition, 0), beginnings[tp]))
         remaining = {tp for tp in tps if ends[tp] > await consumer.position(tp)}
         while remaining:
             batches = await consumer.getmany(*remaining, timeout_ms=1000)
