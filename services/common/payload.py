@@ -7,13 +7,19 @@ not interpreted: deciding what arctrl can take is the builder's job.
 
 ``schemas/investigation.schema.json`` is generated from these models
 (``arcstream schemas write``) and a test checks both agree.
+
+The extractors validate with :func:`validate_document`, the same schema
+validating into plain dicts: building thousands of frozen model instances
+per second only to serialise them again was the biggest cost of a snapshot.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import SchemaValidator
 
 #: Bumped when the payload shape changes incompatibly; carried in a message header too.
 PAYLOAD_SCHEMA_VERSION: Literal[1] = 1
@@ -134,3 +140,55 @@ class InvestigationPayload(BaseModel):
     contacts: list[Contact] = Field(default_factory=list)
     publications: list[Publication] = Field(default_factory=list)
     annotation_tables: list[AnnotationTable] = Field(default_factory=list)
+
+
+def _models_as_typed_dicts(schema: Any) -> Any:
+    """A core schema with every model replaced by a typed dict of the same fields.
+
+    Field schemas (types, constraints, defaults) and the model's config (``extra``
+    forbidden, string settings) are kept as they are, so what validates is exactly
+    what the models accept; only the output is plain data instead of instances.
+    """
+    if isinstance(schema, list):
+        return [_models_as_typed_dicts(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    if schema.get("type") != "model":
+        return {key: _models_as_typed_dicts(value) for key, value in schema.items()}
+    fields_schema = schema["schema"]
+    if fields_schema.get("type") != "model-fields" or fields_schema.get("computed_fields"):
+        raise TypeError(f"{schema['cls'].__name__}: only plain field models can be validated as typed dicts")
+    config = schema.get("config", {})
+    typed_dict: dict[str, Any] = {
+        "type": "typed-dict",
+        "fields": {
+            name: {
+                "type": "typed-dict-field",
+                "schema": _models_as_typed_dicts(field["schema"]),
+                "required": field["schema"].get("type") != "default",
+            }
+            for name, field in fields_schema["fields"].items()
+        },
+        "extra_behavior": config.get("extra_fields_behavior", "ignore"),
+        "config": config,
+    }
+    if "ref" in schema:
+        typed_dict["ref"] = schema["ref"]
+    return typed_dict
+
+
+_DOCUMENT_VALIDATOR = SchemaValidator(_models_as_typed_dicts(InvestigationPayload.__pydantic_core_schema__))
+
+
+def validate_document(document: dict[str, Any]) -> dict[str, Any]:
+    """``document`` validated against :class:`InvestigationPayload`, as plain data.
+
+    Raises :class:`pydantic.ValidationError` exactly where ``model_validate`` would.
+    """
+    validated: dict[str, Any] = _DOCUMENT_VALIDATOR.validate_python(document)
+    return validated
+
+
+def encode_document(document: dict[str, Any]) -> bytes:
+    """A validated document as it goes on the topic: the bytes ``model_dump_json`` would give."""
+    return orjson.dumps(document)

@@ -192,11 +192,11 @@ class CdcExtractor:
                 ts_ms = group.roots[identifier]
                 source_ts = iso_from_ms(ts_ms) if ts_ms is not None else None
                 result = results.get(identifier)
-                if result is not None and result.payload is None:
+                if result is not None and result.payload_json is None:
                     self._publisher.fail(identifier, "AssemblyError", result.error or "cannot assemble")
                     metrics.message_failed(STAGE, "AssemblyError")
                     continue
-                await self._publisher.publish(identifier, result.payload if result else None, source_ts=source_ts)
+                await self._publisher.publish(identifier, result.payload_json if result else None, source_ts=source_ts)
                 published.append(identifier)
         await self._publisher.flush()
         now_ms = time.time() * 1000

@@ -16,13 +16,14 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata
 
 from services.common.config import Settings
-from services.common.payload import PAYLOAD_SCHEMA_VERSION, InvestigationPayload
+from services.common.payload import PAYLOAD_SCHEMA_VERSION
 from services.common.records import (
     H_EXTRACTED_AT,
     H_KIND,
     H_RUN_ID,
     H_SCHEMA_VERSION,
     H_SOURCE_TS,
+    Headers,
     dumps,
     make_headers,
 )
@@ -41,28 +42,29 @@ class PayloadPublisher:
         self._slots = asyncio.Semaphore(settings.kafka.max_in_flight_sends)
         self._pending: set[asyncio.Future[RecordMetadata]] = set()
         self._failures: list[OutcomeRecord] = []
+        self._last_headers: tuple[tuple[str | None, str] | None, Headers] = (None, [])
         #: Payloads and tombstones acknowledged, per partition of ``arc.investigations``.
         self.published_per_partition: Counter[int] = Counter()
         self.failed = 0
 
     async def publish(
-        self, identifier: str, payload: InvestigationPayload | None, *, source_ts: str | None = None
+        self,
+        identifier: str,
+        payload_json: bytes | None,
+        *,
+        source_ts: str | None = None,
+        extracted_at: str | None = None,
     ) -> None:
-        """Queue a payload (``None``: a tombstone) keyed by ``identifier``; waits only for a free slot."""
-        value = None if payload is None else payload.model_dump_json().encode()
-        headers = make_headers(
-            {
-                H_KIND: "payload",
-                H_SCHEMA_VERSION: PAYLOAD_SCHEMA_VERSION,
-                H_RUN_ID: self._run_id,
-                H_EXTRACTED_AT: utc_now_iso(),
-                H_SOURCE_TS: source_ts,
-            }
-        )
+        """Queue a validated payload (``None``: a tombstone) keyed by ``identifier``; waits only for a free slot.
+
+        ``extracted_at`` (default: now) is when the rows were read; a snapshot passes
+        one per batch, whose payloads then share one header list.
+        """
+        headers = self._headers(source_ts, extracted_at or utc_now_iso())
         await self._slots.acquire()
         try:
             future = await self._producer.send(
-                self._topics.investigations, value=value, key=identifier.encode(), headers=headers
+                self._topics.investigations, value=payload_json, key=identifier.encode(), headers=headers
             )
         except Exception as exc:
             self._slots.release()
@@ -70,6 +72,22 @@ class PayloadPublisher:
             return
         self._pending.add(future)
         future.add_done_callback(lambda done: self._on_done(identifier, done))
+
+    def _headers(self, source_ts: str | None, extracted_at: str) -> Headers:
+        """Payload headers; the previous list is reused while the timestamps stay the same (never mutated)."""
+        cached_for, headers = self._last_headers
+        if cached_for != (source_ts, extracted_at):
+            headers = make_headers(
+                {
+                    H_KIND: "payload",
+                    H_SCHEMA_VERSION: PAYLOAD_SCHEMA_VERSION,
+                    H_RUN_ID: self._run_id,
+                    H_EXTRACTED_AT: extracted_at,
+                    H_SOURCE_TS: source_ts,
+                }
+            )
+            self._last_headers = ((source_ts, extracted_at), headers)
+        return headers
 
     def _on_done(self, identifier: str, future: asyncio.Future[RecordMetadata]) -> None:
         self._pending.discard(future)

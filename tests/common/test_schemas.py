@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 from services.common.payload import InvestigationPayload
 from services.common.report import OutcomeRecord
 from services.common.schemas import SCHEMA_DIR, SCHEMA_FILES, render
-from services.common.source.generator import generate_payloads
+from tests.common.payload_samples import payload_samples
 
 
 @pytest.mark.parametrize("name", sorted(SCHEMA_FILES))
@@ -35,44 +35,7 @@ def _both_accept(model: type[BaseModel], schema_file: str, sample: Any) -> tuple
     return schema_ok, model_ok
 
 
-def _payload_samples() -> list[tuple[dict[str, Any], bool]]:
-    good = [p.model_dump(mode="json") for p in generate_payloads(20, seed=2, profile="mixed")]
-    base = good[0]
-    bad = [
-        {k: v for k, v in base.items() if k != "identifier"},
-        base | {"identifier": ""},
-        base | {"extra": 1},
-        base | {"studies": [{"title": "no identifier"}]},
-        base | {"contacts": [{"target_type": "department"}]},
-        base
-        | {
-            "annotation_tables": [
-                {
-                    "target_type": "assay",
-                    "target_ref": "a",
-                    "table_name": "t",
-                    "columns": [{"column_type": "unknown"}],
-                }
-            ]
-        },
-        base
-        | {
-            "annotation_tables": [
-                {
-                    "target_type": "assay",
-                    "target_ref": "a",
-                    "table_name": "t",
-                    "columns": [{"column_type": "input", "cells": [{"row_index": -1}]}],
-                }
-            ]
-        },
-        base | {"assays": [{"identifier": "a", "measurement_type": {"term": ""}}]},
-        base | {"schema_version": 2},
-    ]
-    return [(sample, True) for sample in good] + [(sample, False) for sample in bad]
-
-
-@pytest.mark.parametrize(("sample", "valid"), _payload_samples())
+@pytest.mark.parametrize(("sample", "valid"), payload_samples())
 def test_payload_schema_and_model_agree(sample: dict[str, Any], valid: bool) -> None:
     assert _both_accept(InvestigationPayload, "investigation.schema.json", sample) == (valid, valid)
 

@@ -256,9 +256,9 @@ def test_a_burst_of_updates_produces_few_payloads_ending_in_the_final_state(cdc:
             published = watcher.values(key, since)
             assert len(published) <= 20, f"{len(published)} payloads for 100 updates"
             async with await psycopg.AsyncConnection.connect(cdc.database_url) as aconn:
-                final = (await load_payloads(aconn, [key]))[key].payload
+                final = (await load_payloads(aconn, [key]))[key].payload_json
             assert final is not None
-            assert published[-1] == final.model_dump(mode="json")
+            assert published[-1] == json.loads(final)
 
     asyncio.run(scenario())
 

@@ -11,20 +11,21 @@ This is where the known real-data quirks are accepted (DESIGN.md):
 - a missing ``first_name`` is kept as ``null`` (the builder decides what to do with it).
 
 Anything else that does not fit the payload model raises :class:`AssemblyError`
-with a one-line reason; the caller reports it and continues.
+with a one-line reason; the caller reports it and continues. The result is the
+validated payload as plain data (:func:`services.common.payload.validate_document`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
 from services.common.errors import PayloadError
-from services.common.payload import PAYLOAD_SCHEMA_VERSION, InvestigationPayload
+from services.common.payload import PAYLOAD_SCHEMA_VERSION, validate_document
 
 Row = Mapping[str, Any]
 
@@ -50,8 +51,8 @@ def annotation(row: Row, prefix: str) -> dict[str, str | None] | None:
 def _json_value(value: Any, what: str) -> Any:
     if isinstance(value, str):
         try:
-            return json.loads(value)
-        except json.JSONDecodeError as exc:
+            return orjson.loads(value)
+        except orjson.JSONDecodeError as exc:
             raise AssemblyError(f"{what} is not valid JSON: {value[:60]!r}") from exc
     return value
 
@@ -107,54 +108,28 @@ def _annotation(term: Any, uri: Any, version: Any) -> dict[str, str | None] | No
     return {"term": term, "uri": text(uri), "version": text(version)}
 
 
-def tables_from_cells(rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
+def tables_from_cells(rows: Iterable[tuple[Any, ...]]) -> list[dict[str, Any]]:
     """Group one-row-per-cell records into tables and columns, in order of first appearance.
 
-    Rows are tuples in the column order of ``CONTRACT["vAnnotationTable"]`` (the
-    loader fetches them as tuples: tens of cells per investigation make this the hot loop).
+    Rows are tuples in the column order of ``CONTRACT["vAnnotationTable"]``: the
+    investigation, the table (3 fields), the column (6), then the cell (5). Tens of
+    cells per investigation make this the hot loop of a snapshot, so each cell costs
+    one lookup of its raw table-and-column fields; how those fields name a column
+    (an empty term is no annotation) is worked out once per distinct column.
     """
     tables: dict[tuple[Any, ...], dict[tuple[Any, ...], dict[str, Any]]] = {}
-    for (
-        _investigation_ref,
-        target_type,
-        target_ref,
-        table_name,
-        column_type,
-        column_io_type,
-        column_value,
-        column_term,
-        column_uri,
-        column_version,
-        row_index,
-        cell_value,
-        cell_term,
-        cell_uri,
-        cell_version,
-    ) in rows:
-        columns = tables.get((target_type, target_ref, table_name))
-        if columns is None:
-            columns = tables[(target_type, target_ref, table_name)] = {}
-        column_annotation = _annotation(column_term, column_uri, column_version)
-        column_key = (
-            column_type,
-            column_io_type,
-            column_value,
-            tuple(column_annotation.values()) if column_annotation else None,
-        )
-        column = columns.get(column_key)
-        if column is None:
-            column = columns[column_key] = {
-                "column_type": column_type,
-                "column_io_type": column_io_type,
-                "column_value": text(column_value),
-                "annotation": column_annotation,
-                "cells": [],
-            }
-        column["cells"].append(
+    cells_by_raw_column: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        raw_column = row[1:10]
+        cells = cells_by_raw_column.get(raw_column)
+        if cells is None:
+            cells = cells_by_raw_column[raw_column] = _column(tables, raw_column)["cells"]
+        value, term = row[11], row[12]
+        cells.append(
             {
-                "row_index": row_index,
-                "value": text(cell_value),
-                "annotation": _annotation(cell_term, cell_uri, cell_version),
+                "row_index": row[10],
+                "value": value if value is None or type(value) is str else text(value),
+                "annotation": None if term is None else _annotation(term, row[13], row[14]),
             }
         )
     return [
@@ -166,6 +141,29 @@ def tables_from_cells(rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
         }
         for (target_type, target_ref, table_name), columns in tables.items()
     ]
+
+
+def _column(tables: dict[tuple[Any, ...], dict[tuple[Any, ...], dict[str, Any]]], raw: Sequence[Any]) -> dict[str, Any]:
+    """The column (created on first sight) that raw table-and-column fields name."""
+    target_type, target_ref, table_name, column_type, column_io_type, column_value, term, uri, version = raw
+    columns = tables.setdefault((target_type, target_ref, table_name), {})
+    column_annotation = _annotation(term, uri, version)
+    key = (
+        column_type,
+        column_io_type,
+        column_value,
+        tuple(column_annotation.values()) if column_annotation else None,
+    )
+    column = columns.get(key)
+    if column is None:
+        column = columns[key] = {
+            "column_type": column_type,
+            "column_io_type": column_io_type,
+            "column_value": text(column_value),
+            "annotation": column_annotation,
+            "cells": [],
+        }
+    return column
 
 
 def _one_line(exc: ValidationError) -> str:
@@ -191,12 +189,12 @@ def assemble(
     assays: Iterable[Row] = (),
     contacts: Iterable[Row] = (),
     publications: Iterable[Row] = (),
-    annotation_cells: Iterable[Sequence[Any]] = (),
-) -> InvestigationPayload:
-    """Build and validate one payload; raise :class:`AssemblyError` with a one-line reason.
+    annotation_cells: Iterable[tuple[Any, ...]] = (),
+) -> dict[str, Any]:
+    """Build and validate one payload document; raise :class:`AssemblyError` with a one-line reason.
 
-    The document is built as plain dicts and validated once (in pydantic-core), which
-    is an order of magnitude faster than constructing a model per table cell.
+    The document is built as plain dicts and validated once against the payload
+    model's schema (in pydantic-core), without building a model per table cell.
     ``annotation_cells`` are tuples (see :func:`tables_from_cells`).
     """
     document = {
@@ -240,7 +238,7 @@ def assemble(
         "annotation_tables": tables_from_cells(annotation_cells),
     }
     try:
-        return InvestigationPayload.model_validate(document)
+        return validate_document(document)
     except ValidationError as exc:
         raise AssemblyError(_one_line(exc)) from exc
 

@@ -92,7 +92,8 @@ class SourceRows:
 
     def payload(self) -> InvestigationPayload:
         cells = [tuple(row[name] for name in CONTRACT["vAnnotationTable"]) for row in self.annotation_cells]
-        return assemble(self.investigation, self.studies, self.assays, self.contacts, self.publications, cells)
+        document = assemble(self.investigation, self.studies, self.assays, self.contacts, self.publications, cells)
+        return InvestigationPayload.model_validate(document)
 
 
 @dataclass(frozen=True)

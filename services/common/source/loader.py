@@ -18,21 +18,23 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row, tuple_row
 
-from services.common.payload import InvestigationPayload
+from services.common.payload import encode_document
 from services.common.source.assemble import AssemblyError, assemble
 from services.common.source.schema import CHILD_RELATIONS, CONTRACT
 
 Row = Mapping[str, Any]
+#: The relation with one row per annotation table cell.
+CELLS = "vAnnotationTable"
 #: relation -> investigation identifier -> rows
 Children = dict[str, dict[str, list[Any]]]
 
 
 @dataclass(frozen=True)
 class LoadResult:
-    """One investigation: its payload, or why it could not be assembled."""
+    """One investigation: its validated payload as JSON, or why it could not be assembled."""
 
     identifier: str
-    payload: InvestigationPayload | None = None
+    payload_json: bytes | None = None
     error: str | None = None
 
 
@@ -82,22 +84,32 @@ class PayloadLoader:
         self._by_identifier = relation_query("vInvestigation", False, "identifier")
 
     async def fetch_children(self, conn: psycopg.AsyncConnection, identifiers: Sequence[str]) -> Children:
-        """Child rows of these investigations, one query per relation, grouped by investigation."""
-        children: Children = {}
-        for relation, query in self._child_queries.items():
-            grouped: dict[str, list[Any]] = defaultdict(list)
-            if relation == "vAnnotationTable":
-                # Cells are the bulk of the rows: they stay tuples (investigation_ref first).
-                async with conn.cursor(row_factory=tuple_row) as cells:
-                    await cells.execute(query, (list(identifiers),))
-                    for cell in await cells.fetchall():
-                        grouped[cell[0]].append(cell)
-            else:
-                async with conn.cursor(row_factory=dict_row) as cursor:
-                    await cursor.execute(query, (list(identifiers),))
-                    for row in await cursor.fetchall():
-                        grouped[row["investigation_ref"]].append(row)
-            children[relation] = grouped
+        """Child rows of these investigations, one query per relation, grouped by investigation.
+
+        The queries go out together in one pipeline: the server works through all
+        of them while the caller is busy, instead of waiting for one round trip each.
+        Cells are the bulk of the rows: they stay tuples (``investigation_ref`` first).
+        """
+        keys = (list(identifiers),)
+        async with conn.pipeline():
+            queued = [
+                (relation, await conn.cursor(row_factory=dict_row).execute(query, keys))
+                for relation, query in self._child_queries.items()
+                if relation != CELLS
+            ]
+            cells = await conn.cursor(row_factory=tuple_row).execute(self._child_queries[CELLS], keys)
+            children: Children = {}
+            for relation, cursor in queued:
+                grouped: dict[str, list[Any]] = defaultdict(list)
+                for row in await cursor.fetchall():
+                    grouped[row["investigation_ref"]].append(row)
+                children[relation] = grouped
+                await cursor.close()
+            grouped = defaultdict(list)
+            for cell in await cells.fetchall():
+                grouped[cell[0]].append(cell)
+            children[CELLS] = grouped
+            await cells.close()
         return children
 
     @staticmethod
@@ -113,12 +125,12 @@ class PayloadLoader:
                     assays=children["vAssay"].get(identifier, ()),
                     contacts=children["vContact"].get(identifier, ()),
                     publications=children["vPublication"].get(identifier, ()),
-                    annotation_cells=children["vAnnotationTable"].get(identifier, ()),
+                    annotation_cells=children[CELLS].get(identifier, ()),
                 )
             except AssemblyError as exc:
                 results.append(LoadResult(identifier, error=str(exc)))
             else:
-                results.append(LoadResult(identifier, payload=payload))
+                results.append(LoadResult(identifier, payload_json=encode_document(payload)))
         return results
 
     async def load_batch(self, conn: psycopg.AsyncConnection, investigations: Sequence[Row]) -> list[LoadResult]:

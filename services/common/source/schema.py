@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 import psycopg
+from psycopg.types.json import set_json_loads
 
 from services.common.errors import SourceContractError, SourceUnavailableError
 from services.common.logs import mask_url
@@ -90,15 +92,21 @@ CHILD_RELATIONS = ("vStudy", "vAssay", "vContact", "vPublication", "vAnnotationT
 
 
 async def connect(database_url: str, **kwargs: object) -> psycopg.AsyncConnection:
-    """Open a connection; an unreachable server becomes one clear :class:`SourceUnavailableError`."""
+    """Open a connection; an unreachable server becomes one clear :class:`SourceUnavailableError`.
+
+    ``json``/``jsonb`` columns are parsed with orjson (several times faster than the
+    standard library on the snapshot's hot path).
+    """
     try:
-        return await psycopg.AsyncConnection.connect(database_url, **kwargs)  # type: ignore[arg-type]
+        conn = await psycopg.AsyncConnection.connect(database_url, **kwargs)  # type: ignore[arg-type]
     except psycopg.OperationalError as exc:
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise SourceUnavailableError(
             f"cannot connect to the database at {mask_url(database_url)}: {reason} "
             "(start it with 'arcstream dev up' or set DATABASE_URL)"
         ) from exc
+    set_json_loads(orjson.loads, conn)
+    return conn
 
 
 async def ensure_source_schema(conn: psycopg.AsyncConnection) -> None:
