@@ -15,7 +15,7 @@ from services.common.source.generator import PROFILES, generate
 from services.common.source.schema import connect, ensure_source_schema
 from services.common.source.writer import write_rows
 from services.extractor.cdc_commands import add_extract_cdc
-from services.extractor.snapshot import SnapshotSummary, run_snapshot, tune_gc_for_batch_work
+from services.extractor.snapshot import SnapshotSummary, run_snapshot
 
 
 def add_commands(subparsers: Any) -> None:
@@ -38,7 +38,6 @@ def add_commands(subparsers: Any) -> None:
 
 def _snapshot(args: argparse.Namespace) -> int:
     settings = load_settings(db_batch_size=args.batch_size)
-    tune_gc_for_batch_work()
     configure_logging(settings.log_level, settings.log_format)
     workers = args.workers or settings.extractor_workers
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -287,3 +289,29 @@ def test_one_process_per_five_thousand_investigations_up_to_the_worker_count() -
     assert shard_count(workers=4, expected=12_000) == 2
     assert shard_count(workers=2, expected=1_000_000) == 2
     assert shard_count(workers=1, expected=1_000_000) == 1
+
+
+class _Node:
+    """An object that can sit in a reference cycle (only the collector frees those)."""
+
+    partner: _Node | None = None
+
+
+def _cycle() -> _Node:
+    first, second = _Node(), _Node()
+    first.partner, second.partner = second, first
+    return first
+
+
+def test_garbage_is_collected_between_batches_once_it_piles_up() -> None:
+    assert gc.isenabled()
+    with snapshot.collection_between_batches() as collect:
+        assert not gc.isenabled(), "no automatic collection inside a batch"
+        early = weakref.ref(_cycle())
+        collect()
+        assert early() is not None, "a little garbage waits for the next boundary"
+        for _ in range(snapshot.UNCOLLECTED_OBJECTS_LIMIT // 2 + 1):
+            _cycle()
+        collect()
+        assert early() is None, "piled-up garbage is collected at the boundary"
+    assert gc.isenabled()
