@@ -241,7 +241,9 @@ class Settings(BaseSettings):
     database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/postgres")
     #: Name of the research data infrastructure the ARCs are uploaded for.
     rdi: str = "arcstream-dev"
-    db_batch_size: int = Field(default=500, ge=1)
+    #: Investigations read per batch (their children: one query per relation). Two batches are in
+    #: memory at once (one assembled, the next prefetched): the extractor's memory follows this.
+    db_batch_size: int = Field(default=250, ge=1)
     #: Snapshot extraction processes, each reading one shard of the same database snapshot.
     extractor_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     max_concurrent_arc_builds: int = Field(default_factory=lambda: max(1, (os.cpu_count() or 2) - 1), ge=1)
