@@ -18,9 +18,9 @@ import secrets
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
+from contextlib import aclosing, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -207,23 +207,25 @@ async def extract_shard(
         if in_process is None:
             await start_client(producer, settings.kafka)
         publisher = PayloadPublisher(producer, settings, run_id)
+        batches = _batches(conn, children_conn, loader, settings.db_batch_size, shard, shards)
         with collection_between_batches() as collect:
-            async for batch, children in _batches(conn, children_conn, loader, settings.db_batch_size, shard, shards):
-                if in_process is not None:
-                    await in_process.run_started
-                extracted_at = utc_now_iso()
-                for result in loader.assemble_batch(batch, children):
-                    if result.payload_json is not None:
-                        await publisher.publish(result.identifier, result.payload_json, extracted_at=extracted_at)
-                    else:
-                        log.warning(
-                            "investigation not extracted: %s",
-                            result.error,
-                            extra={"identifier": result.identifier, "run_id": run_id},
-                        )
-                        publisher.fail(result.identifier, "AssemblyError", result.error or "invalid rows")
-                collect()
-                on_progress(len(batch))
+            async with aclosing(batches):
+                async for batch, children in batches:
+                    if in_process is not None:
+                        await in_process.run_started
+                    extracted_at = utc_now_iso()
+                    for result in loader.assemble_batch(batch, children):
+                        if result.payload_json is not None:
+                            await publisher.publish(result.identifier, result.payload_json, extracted_at=extracted_at)
+                        else:
+                            log.warning(
+                                "investigation not extracted: %s",
+                                result.error,
+                                extra={"identifier": result.identifier, "run_id": run_id},
+                            )
+                            publisher.fail(result.identifier, "AssemblyError", result.error or "invalid rows")
+                    collect()
+                    on_progress(len(batch))
         await publisher.flush()
         return ShardResult(dict(publisher.published_per_partition), publisher.failed)
     finally:
@@ -326,7 +328,7 @@ async def _batches(
     size: int,
     shard: int,
     shards: int,
-) -> AsyncIterator[tuple[list[dict[str, Any]], Children]]:
+) -> AsyncGenerator[tuple[list[dict[str, Any]], Children]]:
     """Batches of investigation rows with their children; the next batch's children are
     read on the second connection while the caller works on the current batch.
 
@@ -343,14 +345,18 @@ async def _batches(
         await investigations.execute(investigation_query(shard, shards))
         batch = await investigations.fetchmany(size)
         pending = prefetch(batch)
-        while batch:
-            following = await investigations.fetchmany(size)
-            children = await pending
-            if following:
-                pending = prefetch(following)
-                await asyncio.sleep(0)
-            yield batch, children
-            batch = following
+        try:
+            while batch:
+                following = await investigations.fetchmany(size)
+                children = await pending
+                if following:
+                    pending = prefetch(following)
+                    await asyncio.sleep(0)
+                yield batch, children
+                batch = following
+        finally:
+            # The caller gave up (an error): no prefetch left running on a connection about to close.
+            pending.cancel()
 
 
 async def _send_markers(
