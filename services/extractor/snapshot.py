@@ -76,6 +76,8 @@ class InProcessShard:
     run_started: asyncio.Future[list[int]]
     #: The coordinator's connection, already inside the exported snapshot.
     conn: psycopg.AsyncConnection
+    #: Columns of the source relations, as the coordinator's contract check found them.
+    columns: dict[str, set[str]]
 
 
 @dataclass
@@ -111,7 +113,7 @@ async def run_snapshot(
     connect_kwargs = connect_kwargs or {}
     conn = await connect(settings.database_url.get_secret_value(), **connect_kwargs)
     try:
-        await check_source_contract(conn)
+        columns = await check_source_contract(conn)
         await conn.rollback()
         await conn.set_isolation_level(psycopg.IsolationLevel.REPEATABLE_READ)
         await conn.set_read_only(True)
@@ -139,7 +141,7 @@ async def run_snapshot(
 
                 shards = shard_count(workers, expected)
                 if shards == 1:
-                    shard = InProcessShard(producer, run_started, conn)
+                    shard = InProcessShard(producer, run_started, conn, columns)
                     results = [await extract_shard(settings, snapshot_id, 0, 1, run_id, connect_kwargs, advance, shard)]
                 else:
                     await run_started
@@ -203,7 +205,7 @@ async def extract_shard(
     children_conn = await _join_snapshot(settings, snapshot_id, connect_kwargs)
     producer = in_process.producer if in_process else make_producer(settings.kafka)
     try:
-        loader = PayloadLoader(await relation_columns(conn))
+        loader = PayloadLoader(in_process.columns if in_process else await relation_columns(conn))
         if in_process is None:
             await start_client(producer, settings.kafka)
         publisher = PayloadPublisher(producer, settings, run_id)
