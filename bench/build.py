@@ -52,13 +52,13 @@ from services.builder.engines import EngineFunction, engine_path, load_engine, r
 from services.builder.service import BuilderService
 from services.common import metrics
 from services.common.config import Settings, load_settings
-from services.common.devstack.broker import start_broker, stop_broker
 from services.common.errors import MappingError
 from services.common.kafka.clients import make_producer, start_client
 from services.common.kafka.topics import ensure_topics
 from services.common.payload import InvestigationPayload
 from services.common.records import dumps
-from services.common.source.generator import generate_payloads
+from services.dev.generator import generate_payloads
+from services.dev.stack.broker import start_broker, stop_broker
 
 
 def _engine_round(build: EngineFunction, payloads: list[InvestigationPayload]) -> float:

@@ -40,12 +40,12 @@ import yaml
 from aiokafka import ConsumerRecord, TopicPartition
 
 from services.common.config import Settings, load_settings
-from services.common.devstack import stack
 from services.common.kafka.clients import make_consumer, start_client
 from services.common.kafka.topics import ensure_topics
 from services.common.records import loads
-from services.common.source.schema import ensure_source_schema
-from services.extractor.capture.setup import setup_cdc
+from services.dev.stack import stack
+from services.extractor.cdc.capture.setup import setup_cdc
+from services.extractor.source.schema import ensure_source_schema
 
 
 def percentiles(values: list[float]) -> dict[str, float | int | None]:

@@ -51,7 +51,7 @@ from services.common.payload import (
     Study,
 )
 from services.common.records import dumps
-from services.common.source.generator import generate_payloads, shrink_payload
+from services.dev.generator import generate_payloads, shrink_payload
 
 OBO = "http://purl.obolibrary.org/obo/"
 #: Registry path of :func:`noop_build` (spawned workers import it from the repository root).

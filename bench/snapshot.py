@@ -29,7 +29,7 @@ from pathlib import Path
 import psutil
 import psycopg
 
-from services.common.devstack import stack
+from services.dev.stack import stack
 
 
 def _tree_rss(process: psutil.Process) -> int:

@@ -37,13 +37,13 @@ import httpx
 
 from services.common.config import Settings, load_settings
 from services.common.content_hash import content_hash
-from services.common.devstack.broker import start_broker, stop_broker
-from services.common.devstack.processes import terminate
-from services.common.devstack.stack import start_store
 from services.common.kafka.clients import make_producer, start_client
 from services.common.kafka.topics import ensure_topics
 from services.common.records import H_CONTENT_HASH, H_KIND, H_RUN_ID, RunMarker, make_headers
 from services.common.report import utc_now_iso
+from services.dev.stack.broker import start_broker, stop_broker
+from services.dev.stack.processes import terminate
+from services.dev.stack.stack import start_store
 from services.uploader.service import Uploader
 
 PARTITIONS = 3

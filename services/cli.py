@@ -15,13 +15,16 @@ import os
 import sys
 from collections.abc import Sequence
 
+from services.common.config import register_fallback_source
 from services.common.errors import FatalError
+from services.dev.stack.state import settings_from_stack
 
 #: Modules contributing subcommands, in help order.
 COMMAND_MODULES = (
     "services.common.commands",
+    "services.dev.commands",
     "services.extractor.commands",
-    "services.extractor.cdc_commands",
+    "services.extractor.cdc.commands",
     "services.builder.commands",
     "services.ops.commands",
     "services.uploader.commands",
@@ -45,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Services started from the CLI find the servers 'arcstream dev up' recorded under state_dir.
+    register_fallback_source(settings_from_stack)
     if args.config:
         os.environ["ARCSTREAM_CONFIG"] = args.config
     try:

@@ -19,8 +19,8 @@ import psycopg
 import pytest
 
 from services.common.config import Settings, load_settings
-from services.common.devstack import stack
-from services.common.devstack.state import StackState
+from services.dev.stack import stack
+from services.dev.stack.state import StackState
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,9 @@ Sources, highest priority first:
 3. the well-known unprefixed variables other tools use: ``DATABASE_URL``,
    ``KAFKA_BOOTSTRAP_SERVERS``, ``ARC_STORE_URL``,
 4. a YAML file (``--config FILE`` or ``ARCSTREAM_CONFIG``),
-5. the single-machine stack's state file written by ``arcstream dev up``,
+5. sources registered at start-up with :func:`register_fallback_source` (the CLI registers
+   the single-machine stack's state file written by ``arcstream dev up``; production code
+   never imports the dev stack), read from the ``state_dir`` the sources above name,
 6. defaults.
 
 Upstream (SQL-to-ARC) key names are kept where they exist: ``db_batch_size``,
@@ -21,7 +23,9 @@ Java-client names (snake case, same units). The model is frozen and secrets are
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,7 +39,7 @@ from pydantic_settings import (
 
 from services.common.errors import ConfigError
 
-#: Where ``arcstream dev up`` records the servers it started (see services.common.devstack).
+#: Where ``arcstream dev up`` records the servers it started (see services.dev.stack).
 DEFAULT_STATE_DIR = Path(".arcstream")
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
@@ -284,7 +288,7 @@ class Settings(BaseSettings):
             env_settings,
             _WellKnownEnvSource(settings_cls),
             _YamlFileSource(settings_cls),
-            _DevStackStateSource(settings_cls),
+            _RegisteredSources(settings_cls, (init_settings, env_settings, _YamlFileSource(settings_cls))),
         )
 
 
@@ -347,19 +351,46 @@ class _YamlFileSource(_DictSource):
         return data
 
 
-class _DevStackStateSource(_DictSource):
-    """Servers recorded by ``arcstream dev up``, so services find them without flags."""
+#: A fallback source: ``state_dir`` -> nested settings (lowest priority above the defaults).
+FallbackSource = Callable[[Path], dict[str, Any]]
+_fallback_sources: list[FallbackSource] = []
+
+
+def register_fallback_source(source: FallbackSource) -> None:
+    """Add a lowest-priority settings source (idempotent); the CLI registers the dev stack's state file."""
+    if source not in _fallback_sources:
+        _fallback_sources.append(source)
+
+
+def _merge(target: dict[str, Any], extra: dict[str, Any]) -> None:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target.setdefault(key, value)
+
+
+class _RegisteredSources(_DictSource):
+    """The registered fallback sources, read from the ``state_dir`` the higher sources configure."""
+
+    def __init__(self, settings_cls: type[BaseSettings], above: tuple[PydanticBaseSettingsSource, ...]) -> None:
+        super().__init__(settings_cls)
+        self._above = above
+
+    def _state_dir(self) -> Path:
+        for source in self._above:
+            value = source().get("state_dir")
+            if value:
+                return Path(value)
+        return DEFAULT_STATE_DIR
 
     def load(self) -> dict[str, Any]:
-        from services.common.devstack.state import read_state
-
-        state_dir = Path(os.environ.get("ARCSTREAM_STATE_DIR", str(DEFAULT_STATE_DIR)))
-        state = read_state(state_dir)
-        if state is None:
+        if not _fallback_sources:
             return {}
+        state_dir = self._state_dir()
         data: dict[str, Any] = {}
-        for dotted, value in state.settings().items():
-            _set_nested(data, dotted, value)
+        for source in _fallback_sources:
+            _merge(data, source(state_dir))
         return data
 
 
@@ -377,3 +408,9 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**clean)
     except ValidationError as exc:
         raise ConfigError(_describe_error(exc)) from exc
+
+
+def effective_settings(settings: Settings) -> dict[str, Any]:
+    """The settings as JSON-able data, secrets masked."""
+    data: dict[str, Any] = json.loads(settings.model_dump_json())
+    return data

@@ -1,4 +1,4 @@
-"""The ARC content hash, computed exactly as the upload target (FAIRagro API v3) computes ``arc_hash``.
+"""An ARC's identity and content hash, computed exactly as the upload target (FAIRagro API v3) does.
 
 Publishing dates are stamped per serialisation and so are left out; everything
 else, including ``@graph`` order, counts. Keeping the formula identical lets the
@@ -62,3 +62,8 @@ def content_hash_of_json(arc_json: bytes) -> str:
     _strip_dates_in_place(document)
     text = json.dumps(document, sort_keys=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def arc_id(identifier: str, rdi: str) -> str:
+    """The API's ARC id: hex SHA-256 of ``"<identifier>:<rdi>"``, both stripped of surrounding whitespace."""
+    return hashlib.sha256(f"{identifier.strip()}:{rdi.strip()}".encode()).hexdigest()

@@ -11,9 +11,9 @@ from typing import Literal
 
 import psycopg
 
-from services.common.source.generator import generate_investigation
-from services.common.source.schema import CHILD_RELATIONS
-from services.common.source.writer import write_rows
+from services.dev.generator import generate_investigation
+from services.dev.writer import write_rows
+from services.extractor.source.schema import CHILD_RELATIONS
 
 ChangeKind = Literal["update", "insert", "delete"]
 

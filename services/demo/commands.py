@@ -7,8 +7,8 @@ from typing import Any
 
 from services.common.config import load_settings
 from services.common.logs import configure_logging
-from services.common.source.generator import PROFILES
 from services.demo.runner import DemoOptions, run_demo
+from services.dev.generator import PROFILES
 
 
 def add_commands(subparsers: Any) -> None:

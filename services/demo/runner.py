@@ -25,17 +25,17 @@ from psycopg import sql
 from tqdm import tqdm
 
 from services.common.config import Settings, load_settings
-from services.common.devstack import stack
-from services.common.devstack.ports import free_port
 from services.common.errors import StackError
 from services.common.kafka.topics import ensure_topics
-from services.common.source.generator import Profile, generate
-from services.common.source.schema import connect, ensure_source_schema
-from services.common.source.writer import write_rows
 from services.demo.changes import Change, delete_investigation, insert_investigation, update_title
 from services.demo.processes import ServiceGroup, ServiceProcess
 from services.demo.watch import ReportWatcher
+from services.dev.generator import Profile, generate
+from services.dev.stack import stack
+from services.dev.stack.ports import free_port
+from services.dev.writer import write_rows
 from services.extractor.snapshot import run_snapshot
+from services.extractor.source.schema import connect, ensure_source_schema
 
 DEMO_DATABASE = "arcstream_demo"
 

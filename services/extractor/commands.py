@@ -1,20 +1,16 @@
-"""``arcstream extract snapshot`` and ``arcstream gen``."""
+"""``arcstream extract snapshot`` (``extract cdc`` comes from :mod:`services.extractor.cdc.commands`)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
-import time
 from typing import Any
 
 from services.common.config import load_settings
 from services.common.logs import configure_logging
 from services.common.metrics_server import serve_metrics
-from services.common.source.generator import PROFILES, generate
-from services.common.source.schema import connect, ensure_source_schema
-from services.common.source.writer import write_rows
-from services.extractor.cdc_commands import add_extract_cdc
+from services.extractor.cdc.commands import add_extract_cdc
 from services.extractor.snapshot import SnapshotSummary, run_snapshot
 
 
@@ -28,13 +24,6 @@ def add_commands(subparsers: Any) -> None:
     snapshot.set_defaults(handler=_snapshot)
     add_extract_cdc(extract_sub)
 
-    gen = subparsers.add_parser("gen", help="fill the configured database with deterministic demo data")
-    gen.add_argument("--investigations", "-n", type=int, required=True)
-    gen.add_argument("--seed", type=int, default=1)
-    gen.add_argument("--profile", choices=PROFILES, default="small")
-    gen.add_argument("--start", type=int, default=0, help="index of the first investigation (to append)")
-    gen.set_defaults(handler=_gen)
-
 
 def _snapshot(args: argparse.Namespace) -> int:
     settings = load_settings(db_batch_size=args.batch_size)
@@ -47,37 +36,4 @@ def _snapshot(args: argparse.Namespace) -> int:
 
     summary = asyncio.run(snapshot())
     print(json.dumps(summary.as_dict()))
-    return 0
-
-
-def _gen(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format)
-
-    async def fill() -> int:
-        conn = await connect(settings.database_url.get_secret_value())
-        try:
-            await ensure_source_schema(conn)
-            await conn.commit()
-            rows = (
-                row
-                for index, row in enumerate(generate(args.start + args.investigations, args.seed, args.profile))
-                if index >= args.start
-            )
-            return await write_rows(conn, rows)
-        finally:
-            await conn.close()
-
-    started = time.monotonic()
-    count = asyncio.run(fill())
-    print(
-        json.dumps(
-            {
-                "investigations": count,
-                "profile": args.profile,
-                "seed": args.seed,
-                "duration_s": round(time.monotonic() - started, 2),
-            }
-        )
-    )
     return 0

@@ -37,9 +37,9 @@ from services.common.kafka.clients import make_producer, start_client
 from services.common.kafka.topics import ensure_topics
 from services.common.records import H_KIND, H_RUN_ID, RunMarker, dumps, make_headers
 from services.common.report import utc_now_iso
-from services.common.source.loader import Children, PayloadLoader, investigation_query
-from services.common.source.schema import check_source_contract, connect, relation_columns
 from services.extractor.publisher import PayloadPublisher
+from services.extractor.source.loader import Children, PayloadLoader, investigation_query
+from services.extractor.source.schema import check_source_contract, connect, relation_columns
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Operator subcommands: ``arcstream replay`` and ``arcstream replay-dlq``."""
+"""Operator subcommands: ``replay``, ``replay-dlq``, ``connect register``, ``report`` and ``status``."""
 
 from __future__ import annotations
 
@@ -59,6 +59,33 @@ def add_commands(subparsers: Any) -> None:
     r.add_argument("--url", default="http://127.0.0.1:8083", help="Kafka Connect REST URL")
     r.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for RUNNING")
     r.set_defaults(handler=_connect_register)
+
+    p = subparsers.add_parser("report", help="print a snapshot run's report as JSON-LD (schema:Action)")
+    p.add_argument("--run", required=True, metavar="RUN_ID", help="run id of the snapshot run")
+    p.set_defaults(handler=_report)
+
+    p = subparsers.add_parser("status", help="live status view over arc.report (faust app: JSON and HTML)")
+    p.add_argument("--port", type=int, help="HTTP port (settings.uploader.status_port)")
+    p.set_defaults(handler=_status)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from services.ops.run_report import run_report
+
+    settings = load_settings()
+    configure_logging("WARNING", settings.log_format)
+    print(json.dumps(asyncio.run(run_report(settings, args.run)), indent=2))
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from services.ops.status import run_status_view
+
+    settings = load_settings()
+    if args.port:
+        settings = load_settings(uploader=settings.uploader.model_dump() | {"status_port": args.port})
+    run_status_view(settings)
+    return 0
 
 
 def _replay(args: argparse.Namespace) -> int:

@@ -25,12 +25,12 @@ import orjson
 from aiohttp import web
 
 from services.common.config import StoreSettings
-from services.common.content_hash import content_hash
+from services.common.content_hash import arc_id, content_hash
 from services.common.errors import ConfigError
 from services.store.faults import FaultInjector
 from services.store.rawjson import parse_members
 from services.store.repository import TERMINAL, ConflictError, NotFoundError, Repository
-from services.store.rocrate import InvalidArcError, arc_id, arc_identifier
+from services.store.rocrate import InvalidArcError, arc_identifier
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,6 @@ Investigation`` and a non-empty ``identifier``; the identifier names the ARC.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 
@@ -49,8 +48,3 @@ def arc_identifier(arc: Any) -> str:
     if not isinstance(identifier, str) or not identifier.strip():
         raise InvalidArcError("the root './' has no non-empty identifier")
     return identifier
-
-
-def arc_id(identifier: str, rdi: str) -> str:
-    """The API's ARC id: hex sha256 of ``"<identifier>:<rdi>"``."""
-    return hashlib.sha256(f"{identifier}:{rdi}".encode()).hexdigest()

@@ -1,10 +1,9 @@
-"""``arcstream uploader``, ``arcstream report --run RUN_ID`` and ``arcstream status``."""
+"""``arcstream uploader``: run the uploader service (settings from config, flags override)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import signal
 from typing import Any
 
@@ -20,14 +19,6 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--force", action="store_true", default=None, help="deliver even when the content hash is unchanged")
     p.set_defaults(handler=_uploader)
 
-    p = subparsers.add_parser("report", help="print a snapshot run's report as JSON-LD (schema:Action)")
-    p.add_argument("--run", required=True, metavar="RUN_ID", help="run id of the snapshot run")
-    p.set_defaults(handler=_report)
-
-    p = subparsers.add_parser("status", help="live status view over arc.report (faust app: JSON and HTML)")
-    p.add_argument("--port", type=int, help="HTTP port (settings.uploader.status_port)")
-    p.set_defaults(handler=_status)
-
 
 def _settings(args: argparse.Namespace) -> Settings:
     base = load_settings()
@@ -36,8 +27,6 @@ def _settings(args: argparse.Namespace) -> Settings:
         uploader["target_url"] = args.target
     if getattr(args, "group", None):
         uploader["group_id"] = args.group
-    if getattr(args, "port", None):
-        uploader["status_port"] = args.port
     return load_settings(
         rdi=getattr(args, "rdi", None),
         uploader=base.uploader.model_dump() | uploader if uploader else None,
@@ -58,21 +47,4 @@ def _uploader(args: argparse.Namespace) -> int:
         await Uploader(settings, force=args.force).run(stop)
 
     asyncio.run(main())
-    return 0
-
-
-def _report(args: argparse.Namespace) -> int:
-    from services.uploader.run_report import run_report
-
-    settings = load_settings()
-    configure_logging("WARNING", settings.log_format)
-    print(json.dumps(asyncio.run(run_report(settings, args.run)), indent=2))
-    return 0
-
-
-def _status(args: argparse.Namespace) -> int:
-    from services.uploader.status import run_status_view
-
-    settings = _settings(args)
-    run_status_view(settings)
     return 0

@@ -44,6 +44,7 @@ from aiokafka.errors import KafkaError
 
 from services.common import metrics
 from services.common.config import Settings
+from services.common.content_hash import arc_id as make_arc_id
 from services.common.content_hash import content_hash
 from services.common.errors import ArcstreamError, BrokerUnavailableError, PayloadError
 from services.common.kafka.clients import make_consumer, make_producer, start_client
@@ -72,7 +73,6 @@ from services.common.records import (
     replace_headers,
 )
 from services.common.report import OutcomeRecord, Status, utc_now_iso
-from services.store.rocrate import arc_id as make_arc_id
 from services.uploader.keyed import KeyedScheduler
 from services.uploader.recovery import H_ORIGIN_GROUP, end_offsets, written_outcomes
 from services.uploader.state import (

@@ -14,7 +14,7 @@ import os
 import time
 from pathlib import Path
 
-from services.builder.engines.arctrl_engine import build_arc_json
+from services.builder.engines.arctrl import build_arc_json
 from services.builder.engines.fast import build_arc_json as fast_build_arc_json
 from services.common.payload import InvestigationPayload
 

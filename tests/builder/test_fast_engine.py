@@ -21,7 +21,7 @@ import orjson
 import pytest
 
 from services.builder.engines import ENGINES, engine_path
-from services.builder.engines.arctrl_engine import build_arc_json as reference_build
+from services.builder.engines.arctrl import build_arc_json as reference_build
 from services.builder.engines.fallback import FALLBACK_ENGINE, FallbackArc, FallbackMappingError
 from services.builder.engines.fast import build_arc_json as fast_build
 from services.builder.engines.fast.support import REJECTED
@@ -39,7 +39,7 @@ from services.common.payload import (
     Study,
 )
 from services.common.records import header_dict
-from services.common.source.generator import generate_payloads, shrink_payload
+from services.dev.generator import generate_payloads, shrink_payload
 
 from .conftest import (
     cells,

@@ -15,11 +15,11 @@ import pytest
 from arctrl import ARC
 
 from services.builder.accessions import term_source
-from services.builder.engines.arctrl_engine import build_arc_json
+from services.builder.engines.arctrl import build_arc_json
+from services.builder.engines.arctrl.mapping import REGISTERED_STUDIES_COMMENT
+from services.builder.engines.arctrl.rocrate import UNDATED
+from services.builder.engines.arctrl.tables import DATE_COMMENT
 from services.builder.identifiers import ORIGINAL_IDENTIFIER_COMMENT, decode_identifier, encode_identifier
-from services.builder.mapping import REGISTERED_STUDIES_COMMENT
-from services.builder.rocrate import UNDATED
-from services.builder.tables import DATE_COMMENT
 from services.builder.worker import build, decode_result, init_worker
 from services.common.content_hash import content_hash
 from services.common.errors import MappingError
@@ -331,7 +331,7 @@ def test_cannot_take_cases_fail_with_a_precise_reason(case: str) -> None:
 
 @pytest.fixture(scope="module")
 def arctrl_worker() -> None:
-    init_worker("services.builder.engines.arctrl_engine:build_arc_json")
+    init_worker("services.builder.engines.arctrl:build_arc_json")
 
 
 def test_worker_frames_results_and_hashes_like_the_target_api(arctrl_worker: None) -> None:
@@ -381,7 +381,7 @@ _BUILD_IN_SUBPROCESS = """
 import hashlib, sys
 sys.path.insert(0, sys.argv[1])
 from builder.conftest import rich_payload
-from services.builder.engines.arctrl_engine import build_arc_json
+from services.builder.engines.arctrl import build_arc_json
 print(hashlib.sha256(build_arc_json(rich_payload()).encode()).hexdigest())
 """
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.common.source.generator import generate_payloads
+from services.dev.generator import generate_payloads
 
 
 def payload_samples() -> list[tuple[dict[str, Any], bool]]:

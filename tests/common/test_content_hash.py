@@ -6,7 +6,7 @@ import orjson
 
 from services.builder.engines.fast import build_arc_json as fast_build
 from services.common.content_hash import content_hash, content_hash_of_json
-from services.common.source.generator import generate_payloads
+from services.dev.generator import generate_payloads
 
 
 def test_nested_dates_and_non_ascii_hash_alike() -> None:

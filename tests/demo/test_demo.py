@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from services.common.devstack.state import StackState
+from services.dev.stack.state import StackState
 
 
 def test_demo_runs_end_to_end_and_stops(dev_stack: StackState, tmp_path: Path) -> None:

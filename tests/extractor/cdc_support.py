@@ -30,15 +30,15 @@ import yaml
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from services.common.config import KafkaSettings, Settings, load_settings
-from services.common.devstack.ports import free_port
-from services.common.devstack.processes import terminate
-from services.common.devstack.stack import start_store
-from services.common.devstack.state import StackState
 from services.common.kafka.clients import make_consumer, start_client
 from services.common.kafka.topics import ensure_topics
 from services.common.records import loads
-from services.common.source.schema import ensure_source_schema
-from services.extractor.capture.setup import setup_cdc
+from services.dev.stack.ports import free_port
+from services.dev.stack.processes import terminate
+from services.dev.stack.stack import start_store
+from services.dev.stack.state import StackState
+from services.extractor.cdc.capture.setup import setup_cdc
+from services.extractor.source.schema import ensure_source_schema
 
 #: Generous upper bounds that only guard against hangs (never timing assertions).
 READY_TIMEOUT_S = 90.0

@@ -11,9 +11,9 @@ import pytest
 from services.common.config import Settings
 from services.common.kafka.reading import read_topic
 from services.common.records import H_KIND, header_dict, loads
-from services.common.source.generator import Profile, SourceRows, generate
-from services.common.source.schema import connect, ensure_source_schema
-from services.common.source.writer import write_rows
+from services.dev.generator import Profile, SourceRows, generate
+from services.dev.writer import write_rows
+from services.extractor.source.schema import connect, ensure_source_schema
 
 
 async def _fill(database_url: str, rows: Iterable[SourceRows]) -> int:

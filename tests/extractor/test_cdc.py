@@ -18,11 +18,11 @@ import httpx
 import psycopg
 import pytest
 
-from services.common.devstack.state import StackState
 from services.common.kafka.clients import make_producer, start_client
 from services.common.kafka.reading import read_topic
 from services.common.records import dumps, loads
-from services.common.source.loader import load_payloads
+from services.dev.stack.state import StackState
+from services.extractor.source.loader import load_payloads
 from tests.extractor.cdc_support import CdcStack, TopicWatcher, cdc_stack
 
 pytestmark = pytest.mark.timeout(300)

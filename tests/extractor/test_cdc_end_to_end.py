@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from services.common.devstack.state import StackState
-from services.store.rocrate import arc_id
+from services.common.content_hash import arc_id
+from services.dev.stack.state import StackState
 from tests.extractor.cdc_support import WAIT_TIMEOUT_S, CdcStack, cdc_stack
 
 pytestmark = pytest.mark.timeout(300)

@@ -10,7 +10,7 @@ import pytest
 from aiokafka import TopicPartition
 
 from services.common.records import dumps
-from services.extractor.cdc_events import (
+from services.extractor.cdc.events import (
     ChangeRecordError,
     is_heartbeat,
     iso_from_ms,
@@ -18,7 +18,7 @@ from services.extractor.cdc_events import (
     parse_transaction,
     tx_part,
 )
-from services.extractor.cdc_grouping import ChangeGrouper
+from services.extractor.cdc.grouping import ChangeGrouper
 
 EXAMPLES = json.loads((Path(__file__).parent / "data" / "debezium_examples.json").read_text(encoding="utf-8"))
 PLAIN: list[dict[str, Any]] = EXAMPLES["A_schemas_enable_false"]

@@ -15,8 +15,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from services.common.devstack.state import StackState
-from services.common.source.schema import DDL_FILE
+from services.dev.stack.state import StackState
+from services.extractor.source.schema import DDL_FILE
 from tests.extractor.cdc_support import CdcStack, TopicWatcher, cdc_stack
 
 pytestmark = pytest.mark.timeout(300)

@@ -17,11 +17,11 @@ import pytest
 from services.cli import main
 from services.common.config import Settings
 from services.common.errors import ConfigError
-from services.common.source.schema import ensure_source_schema
-from services.extractor.capture.properties import connector_properties
-from services.extractor.capture.setup import setup_cdc
-from services.extractor.cdc import change_topic_pattern
-from services.extractor.cdc_mapping import InvestigationMapper, UnmappableChangeError
+from services.extractor.cdc.capture.properties import connector_properties
+from services.extractor.cdc.capture.setup import setup_cdc
+from services.extractor.cdc.extractor import change_topic_pattern
+from services.extractor.cdc.mapping import InvestigationMapper, UnmappableChangeError
+from services.extractor.source.schema import ensure_source_schema
 
 CHILDREN = {"vStudy", "vAssay", "vContact", "vPublication", "vAnnotationTable"}
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 
 from services.common.config import Settings
-from services.common.devstack.ports import free_port
+from services.dev.stack.ports import free_port
 
 
 def _run_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from services.common.devstack import stack
-from services.common.devstack.processes import terminate
-from services.common.devstack.state import ServerRecord
+from services.dev.stack import stack
+from services.dev.stack.processes import terminate
+from services.dev.stack.state import ServerRecord
 
 
 @pytest.fixture

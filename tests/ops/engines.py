@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from services.builder.engines.arctrl_engine import build_arc_json
+from services.builder.engines.arctrl import build_arc_json
 from services.common.errors import MappingError
 from services.common.payload import InvestigationPayload
 

@@ -13,12 +13,12 @@ import orjson
 
 from services.builder.service import BuilderService
 from services.common.config import Settings
-from services.common.devstack.state import ServerRecord
 from services.common.kafka.clients import make_producer, start_client
 from services.common.kafka.topics import ensure_topics
 from services.common.payload import InvestigationPayload
 from services.common.records import H_KIND, H_SCHEMA_VERSION, H_SOURCE_TS, make_headers
 from services.common.report import utc_now_iso
+from services.dev.stack.state import ServerRecord
 from services.uploader.service import Uploader
 
 #: The dev broker assigns partitions after half the session timeout: keep joins short.

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from services.cli import build_parser
 from services.common.config import WELL_KNOWN_ENV, Settings
-from services.extractor.capture.properties import RECORD_OPTIONS
+from services.extractor.cdc.capture.properties import RECORD_OPTIONS
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_DIR = ROOT / "deploy" / "compose"

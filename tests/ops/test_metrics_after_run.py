@@ -13,10 +13,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from services.builder.engines import register_engine
 from services.builder.service import BuilderService
 from services.common.config import MetricsSettings, Settings
-from services.common.devstack.state import ServerRecord
 from services.common.kafka.reading import read_topic
 from services.common.metrics_server import MetricsServer, start_metrics_server
 from services.common.payload import InvestigationPayload
+from services.dev.stack.state import ServerRecord
 from services.uploader.service import Uploader
 
 from .pipeline import FAST_GROUP, delivered, publish, run, running, until

@@ -17,10 +17,10 @@ import pytest
 from services.builder.engines import register_engine
 from services.builder.service import BuilderService
 from services.common.config import Settings
-from services.common.devstack.state import ServerRecord
 from services.common.kafka.reading import read_topic
 from services.common.payload import InvestigationPayload
 from services.common.records import H_KIND, header_dict
+from services.dev.stack.state import ServerRecord
 from services.ops.dlq import replay_dlq
 from services.ops.replay import GroupActiveError, ReplayTarget, replay
 from services.uploader.service import Uploader

@@ -19,13 +19,13 @@ import orjson
 from aiokafka import TopicPartition
 
 from services.common.config import WELL_KNOWN_ENV, Settings
-from services.common.devstack.state import ServerRecord
 from services.common.kafka.clients import make_admin, make_producer, start_client
 from services.common.kafka.reading import read_topic
 from services.common.kafka.topics import ensure_topics
 from services.common.payload import InvestigationPayload
 from services.common.records import H_KIND, H_SOURCE_TS, make_headers
 from services.common.report import OutcomeRecord, utc_now_iso
+from services.dev.stack.state import ServerRecord
 
 from .pipeline import FAST_GROUP, publish, run, until
 

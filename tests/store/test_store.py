@@ -17,7 +17,7 @@ from aiohttp import web
 
 from services.common.config import StoreSettings
 from services.common.content_hash import content_hash
-from services.common.devstack.ports import free_port
+from services.dev.stack.ports import free_port
 from services.store.app import StoreApp
 from services.store.rawjson import parse_members
 from services.store.repository import Repository

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,8 +23,6 @@ import pytest
 
 from services.common.config import Settings
 from services.common.content_hash import content_hash
-from services.common.devstack import stack
-from services.common.devstack.processes import terminate
 from services.common.kafka.clients import make_producer, start_client
 from services.common.kafka.reading import read_topic
 from services.common.kafka.topics import ensure_topics
@@ -39,6 +36,8 @@ from services.common.records import (
     make_headers,
 )
 from services.common.report import OutcomeRecord, utc_now_iso
+from services.dev.stack import stack
+from services.dev.stack.processes import terminate
 from services.uploader.service import Uploader
 
 
@@ -224,15 +223,6 @@ async def running_uploader(settings: Settings, **kwargs: Any) -> Any:
     finally:
         stop.set()
         await task
-
-
-async def until(condition: Callable[[], Awaitable[bool]], what: str = "condition", limit_s: float = 120.0) -> None:
-    """Poll until ``condition()`` holds; the limit only bounds a hung test, it asserts nothing about speed."""
-    deadline = time.monotonic() + limit_s
-    while not await condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.3)
 
 
 def upload_settings(make_settings: Callable[..., Settings], store: StoreProcess, **uploader: Any) -> Settings:

@@ -7,9 +7,10 @@ from collections import Counter
 from collections.abc import Callable
 
 from services.common.config import Settings
-from services.store.rocrate import arc_id
+from services.common.content_hash import arc_id
+from tests.support import until
 
-from .conftest import ArcsTopic, StoreProcess, arc_document, outcomes, running_uploader, until, upload_settings
+from .conftest import ArcsTopic, StoreProcess, arc_document, outcomes, running_uploader, upload_settings
 
 
 def test_cdc_changes_tombstones_and_force(

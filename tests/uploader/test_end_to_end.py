@@ -7,18 +7,11 @@ from collections import Counter
 from collections.abc import Callable
 
 from services.common.config import Settings
-from services.store.rocrate import arc_id
-from services.uploader.run_report import run_report
+from services.common.content_hash import arc_id
+from services.ops.run_report import run_report
+from tests.support import until
 
-from .conftest import (
-    ArcsTopic,
-    StoreProcess,
-    arc_document,
-    outcomes,
-    running_uploader,
-    until,
-    upload_settings,
-)
+from .conftest import ArcsTopic, StoreProcess, arc_document, outcomes, running_uploader, upload_settings
 
 N = 200
 

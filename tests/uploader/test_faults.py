@@ -11,22 +11,14 @@ from typing import Any
 from aiokafka import TopicPartition
 
 from services.common.config import Settings
+from services.common.content_hash import arc_id
 from services.common.kafka.clients import make_consumer, start_client
 from services.common.kafka.groups import stop_consumer
 from services.common.kafka.reading import read_topic
 from services.common.records import H_ERROR_CLASS, H_ERROR_MESSAGE, H_ERROR_STAGE, header_dict
-from services.store.rocrate import arc_id
+from tests.support import until
 
-from .conftest import (
-    ArcsTopic,
-    StoreProcess,
-    arc_bytes,
-    arc_document,
-    outcomes,
-    running_uploader,
-    until,
-    upload_settings,
-)
+from .conftest import ArcsTopic, StoreProcess, arc_bytes, arc_document, outcomes, running_uploader, upload_settings
 
 
 def _no_retry_before_retry_after(requests: list[dict[str, Any]]) -> int:

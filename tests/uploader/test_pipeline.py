@@ -13,16 +13,17 @@ from collections.abc import Callable
 
 from services.builder.service import BuilderService
 from services.common.config import Settings
+from services.common.content_hash import arc_id
 from services.common.kafka.clients import make_producer, start_client
 from services.common.kafka.reading import read_topic
 from services.common.kafka.topics import ensure_topics
 from services.common.records import H_CONTENT_HASH, H_KIND, H_RUN_ID, RunMarker, dumps, header_dict, make_headers
 from services.common.report import utc_now_iso
-from services.common.source.generator import generate_payloads
-from services.store.rocrate import arc_id
-from services.uploader.run_report import run_report
+from services.dev.generator import generate_payloads
+from services.ops.run_report import run_report
+from tests.support import until
 
-from .conftest import StoreProcess, outcomes, running_uploader, until, upload_settings
+from .conftest import StoreProcess, outcomes, running_uploader, upload_settings
 
 N = 200
 RUN = "pipeline-run"

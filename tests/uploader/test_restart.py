@@ -12,9 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from services.common.config import Settings
-from services.store.rocrate import arc_id
+from services.common.content_hash import arc_id
+from tests.support import until
 
-from .conftest import ArcsTopic, StoreProcess, arc_document, outcomes, until, upload_settings
+from .conftest import ArcsTopic, StoreProcess, arc_document, outcomes, upload_settings
 
 TERMINAL = {"created", "updated", "unchanged", "failed", "skipped", "deleted"}
 

@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 
 from services.common.config import StoreSettings, UploaderSettings
-from services.common.devstack.ports import free_port
+from services.dev.stack.ports import free_port
 from services.store.app import StoreApp, server_ssl_context
 from services.store.repository import Repository
 from services.uploader.target import AttemptError, TargetClient

@@ -19,7 +19,7 @@ EngineFunction = Callable[[InvestigationPayload], str]
 
 #: Engine name -> ``"module:function"``. ``builder.engine`` in the settings picks one.
 ENGINES: dict[str, str] = {
-    "arctrl": "services.builder.engines.arctrl_engine:build_arc_json",
+    "arctrl": "services.builder.engines.arctrl:build_arc_json",
     "fast": "services.builder.engines.fast:build_arc_json",
 }
 

@@ -1,6 +1,6 @@
 """The fast engine: the reference engine's RO-Crate JSON-LD, written directly from the payload.
 
-Same output as :mod:`services.builder.engines.arctrl_engine` (``json.loads``
+Same output as :mod:`services.builder.engines.arctrl` (``json.loads``
 equal, so the content hash never changes between engines) at a fraction of the
 cost: no arctrl object graph, no pairwise node de-duplication, no per-study
 person rebuilds. Payloads outside the checked feature set
@@ -30,7 +30,7 @@ def build_arc_json(payload: InvestigationPayload) -> str:
 
 
 def _fallback(payload: InvestigationPayload, reason: str) -> str:
-    from services.builder.engines.arctrl_engine import build_arc_json as reference
+    from services.builder.engines.arctrl import build_arc_json as reference
 
     try:
         return FallbackArc(reference(payload), reason)

@@ -19,7 +19,7 @@ from services.builder.engines.fast.terms import annotation_term, comment, define
 from services.builder.identifiers import ORIGINAL_IDENTIFIER_COMMENT
 from services.common.payload import AnnotationTable, Assay, Contact, InvestigationPayload, Publication, Study
 
-#: Same value as services.builder.mapping.REGISTERED_STUDIES_COMMENT (that module imports arctrl).
+#: Same value as services.builder.engines.arctrl.mapping.REGISTERED_STUDIES_COMMENT (that module imports arctrl).
 REGISTERED_STUDIES_COMMENT = "arcstream:registered-studies"
 
 

@@ -2,7 +2,7 @@
 
 arctrl flattens the investigation dataset (its ``sdDatePublished`` and
 ``license`` are appended last), then adds the metadata descriptor. Dates are
-pinned exactly as :mod:`services.builder.rocrate` pins arctrl's clock stamps.
+pinned exactly as :mod:`services.builder.engines.arctrl.rocrate` pins arctrl's clock stamps.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from services.builder.engines.fast.graph import Graph, Node
 from services.builder.engines.fast.support import Plan
 from services.common.payload import AnnotationTable, InvestigationPayload
 
-#: Same value as services.builder.rocrate.UNDATED (that module imports arctrl).
+#: Same value as services.builder.engines.arctrl.rocrate.UNDATED (that module imports arctrl).
 UNDATED = "1970-01-01"
 CONTEXT: list[Any] = [
     "https://w3id.org/ro/crate/1.2/context",

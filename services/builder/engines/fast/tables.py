@@ -1,6 +1,6 @@
 """Annotation tables -> arctrl's ``LabProcess`` nodes, one per row, and the data files they touch.
 
-Mirrors the reference mapping (:mod:`services.builder.tables`) followed by
+Mirrors the reference mapping (:mod:`services.builder.engines.arctrl.tables`) followed by
 arctrl's ``ArcTable.GetProcesses``: every row is a process named
 ``<table>_<row>`` with id
 ``#Process_A_<assay>_<table>_<row>`` (``_S_`` for a study); its object is the
@@ -32,7 +32,7 @@ TERM_KINDS = {
 #: io type -> (RO-Crate id prefix, additionalType) of an input/output name node.
 SAMPLE_KINDS = {"source_name": "Source", "sample_name": "Sample", "material_name": "Material"}
 DEFAULT_IO = {"input": "source_name", "output": "sample_name"}
-#: Comment column name carrying a date column (same value as services.builder.tables.DATE_COMMENT).
+#: Comment column name carrying a date column (same value as services.builder.engines.arctrl.tables.DATE_COMMENT).
 DATE_COMMENT = "arcstream:date"
 #: Folder data file names are relative to, per owner kind.
 DATA_FOLDERS = {"assay": "assays/{}/dataset/", "study": "studies/{}/resources/"}

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from services.common.payload import InvestigationPayload
 from services.common.report import OutcomeRecord
-from services.common.schemas import SCHEMA_DIR, SCHEMA_FILES, render
+from services.dev.schemas import SCHEMA_DIR, SCHEMA_FILES, render
 from tests.common.payload_samples import payload_samples
 
 

@@ -20,7 +20,7 @@ from psycopg import sql
 
 from services.common.config import Settings
 from services.common.errors import SourceContractError
-from services.extractor.cdc_mapping import InvestigationMapper, TableMapping
+from services.extractor.cdc.mapping import InvestigationMapper, TableMapping
 
 
 @dataclass(frozen=True)

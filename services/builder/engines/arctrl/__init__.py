@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from services.builder.mapping import build_arc
-from services.builder.rocrate import to_rocrate_json
+from services.builder.engines.arctrl.mapping import build_arc
+from services.builder.engines.arctrl.rocrate import to_rocrate_json
 from services.common.payload import InvestigationPayload
 
 

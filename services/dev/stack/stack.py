@@ -14,11 +14,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from services.common.devstack.broker import start_broker, stop_broker
-from services.common.devstack.ports import free_port, wait_for_port
-from services.common.devstack.postgres import start_postgres, stop_postgres
-from services.common.devstack.processes import is_running, spawn_detached, terminate
-from services.common.devstack.state import ServerRecord, StackState, clear_state, read_state, write_state
+from services.dev.stack.broker import start_broker, stop_broker
+from services.dev.stack.ports import free_port, wait_for_port
+from services.dev.stack.postgres import start_postgres, stop_postgres
+from services.dev.stack.processes import is_running, spawn_detached, terminate
+from services.dev.stack.state import ServerRecord, StackState, clear_state, read_state, write_state
 
 
 def _external(env_name: str) -> ServerRecord | None:

@@ -8,8 +8,8 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from services.common.source.generator import SourceRows
-from services.common.source.schema import CONTRACT
+from services.dev.generator import SourceRows
+from services.extractor.source.schema import CONTRACT
 
 _BATCH = 2_000
 

@@ -19,8 +19,8 @@ from psycopg import sql
 from psycopg.rows import dict_row, tuple_row
 
 from services.common.payload import encode_document
-from services.common.source.assemble import AssemblyError, assemble
-from services.common.source.schema import CHILD_RELATIONS, CONTRACT
+from services.extractor.source.assemble import AssemblyError, assemble
+from services.extractor.source.schema import CHILD_RELATIONS, CONTRACT
 
 Row = Mapping[str, Any]
 #: The relation with one row per annotation table cell.
@@ -148,7 +148,7 @@ class PayloadLoader:
 
 async def load_payloads(conn: psycopg.AsyncConnection, identifiers: Sequence[str]) -> dict[str, LoadResult]:
     """One-shot convenience: check the contract and load these identifiers."""
-    from services.common.source.schema import check_source_contract
+    from services.extractor.source.schema import check_source_contract
 
     loader = PayloadLoader(await check_source_contract(conn))
     return await loader.load_payloads(conn, identifiers)

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from services.common.payload import InvestigationPayload
-from services.common.source.assemble import assemble
-from services.common.source.schema import CONTRACT
+from services.extractor.source.assemble import assemble
+from services.extractor.source.schema import CONTRACT
 
 Profile = Literal["small", "mixed", "large"]
 PROFILES: tuple[Profile, ...] = ("small", "mixed", "large")

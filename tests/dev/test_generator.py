@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.common.source.generator import generate, generate_payloads
+from services.dev.generator import generate, generate_payloads
 
 
 def test_same_seed_same_data_other_seed_other_data() -> None:

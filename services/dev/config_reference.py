@@ -1,7 +1,6 @@
 """The configuration reference table in README.md, generated from :class:`Settings`.
 
 ``arcstream config reference`` prints it; a test fails when README.md and the model drift apart.
-``arcstream config show`` prints the effective settings with secrets masked.
 """
 
 from __future__ import annotations
@@ -55,9 +54,3 @@ def render_reference() -> str:
             env += f" or {aliases[key]}"
         lines.append(f"| `{key}` | `{env}` | {_type_name(field)} | `{_default(field)}` |")
     return "\n".join(lines) + "\n"
-
-
-def effective_settings(settings: Settings) -> dict[str, Any]:
-    """The settings as JSON-able data, secrets masked."""
-    data: dict[str, Any] = json.loads(settings.model_dump_json())
-    return data

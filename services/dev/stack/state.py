@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -51,6 +52,19 @@ class StackState(BaseModel):
         if self.store:
             values["ARC_STORE_URL"] = self.store.url
         return values
+
+
+def settings_from_stack(state_dir: Path) -> dict[str, Any]:
+    """The recorded stack as nested settings: the config model's fallback source (registered by the CLI)."""
+    state = read_state(state_dir)
+    data: dict[str, Any] = {}
+    for dotted, value in (state.settings() if state else {}).items():
+        *parents, leaf = dotted.split(".")
+        target = data
+        for key in parents:
+            target = target.setdefault(key, {})
+        target[leaf] = value
+    return data
 
 
 def read_state(state_dir: Path) -> StackState | None:

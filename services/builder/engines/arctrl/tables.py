@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from arctrl import ArcTable, CompositeCell, CompositeHeader, IOType
 
-from services.builder.ontology import named, term, to_arctrl
+from services.builder.engines.arctrl.ontology import named, term, to_arctrl
 from services.common.errors import MappingError
 from services.common.payload import AnnotationTable, Cell, Column
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.common.report import OutcomeRecord
-from services.uploader.run_report import render
+from services.ops.run_report import render
 from services.uploader.state import RunRecord
 
 

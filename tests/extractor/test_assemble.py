@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.common.source.assemble import tables_from_cells
+from services.extractor.source.assemble import tables_from_cells
 
 
 def _cell(row_index: int, value: object, column_term: str | None, column_uri: str | None) -> tuple[object, ...]:

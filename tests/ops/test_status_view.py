@@ -13,12 +13,11 @@ from pathlib import Path
 import httpx
 
 from services.common.config import Settings
-from services.common.devstack.ports import free_port
 from services.common.kafka.clients import make_producer, start_client
 from services.common.kafka.topics import ensure_topics
 from services.common.report import OutcomeRecord
-
-from .conftest import until
+from services.dev.stack.ports import free_port
+from tests.support import until
 
 
 async def _publish(settings: Settings, records: list[OutcomeRecord]) -> None:

@@ -17,11 +17,11 @@ import logging
 from services.common.config import Settings
 from services.common.errors import SourceContractError
 from services.common.metrics_server import serve_metrics
-from services.common.source.schema import connect
-from services.extractor.capture.engine import CaptureEngine, CaptureFailedError
-from services.extractor.capture.properties import connector_properties, offsets_file
-from services.extractor.capture.setup import publication_tables
-from services.extractor.capture.sink import TopicSink, change_topic, transaction_topic
+from services.extractor.cdc.capture.engine import CaptureEngine, CaptureFailedError
+from services.extractor.cdc.capture.properties import connector_properties, offsets_file
+from services.extractor.cdc.capture.setup import publication_tables
+from services.extractor.cdc.capture.sink import TopicSink, change_topic, transaction_topic
+from services.extractor.source.schema import connect
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ async def captured_tables(settings: Settings) -> list[str]:
 async def run_capture(settings: Settings, tables: list[str], stop: asyncio.Event) -> int:
     """Capture ``tables`` (from :func:`captured_tables`) until ``stop`` is set; return records published.
 
-    The JVM must already be running (:func:`services.extractor.capture.jvm.start_jvm`).
+    The JVM must already be running (:func:`services.extractor.cdc.capture.jvm.start_jvm`).
     """
     offsets = offsets_file(settings)
     await asyncio.to_thread(offsets.parent.mkdir, parents=True, exist_ok=True)

@@ -15,9 +15,9 @@ from arctrl import ARC, ArcAssay, ArcInvestigation, ArcStudy, Comment, Person, P
 from arctrl.py.Core.ontology_source_reference import OntologySourceReference
 
 from services.builder.accessions import term_source
+from services.builder.engines.arctrl.ontology import named, term, to_arctrl
+from services.builder.engines.arctrl.tables import NodeNames, build_table
 from services.builder.identifiers import ORIGINAL_IDENTIFIER_COMMENT, encode_identifier
-from services.builder.ontology import named, term, to_arctrl
-from services.builder.tables import NodeNames, build_table
 from services.common.errors import MappingError
 from services.common.payload import Contact, InvestigationPayload, OntologyAnnotation
 from services.common.payload import Publication as PayloadPublication

@@ -9,7 +9,7 @@ from typing import Any
 
 from services.common.config import Settings, load_settings
 from services.common.logs import configure_logging
-from services.common.source.schema import connect
+from services.extractor.source.schema import connect
 
 
 def add_commands(subparsers: Any) -> None:
@@ -44,7 +44,7 @@ def _cdc_settings(args: argparse.Namespace, **cdc: Any) -> Settings:
 
 
 def _setup(args: argparse.Namespace) -> int:
-    from services.extractor.capture.setup import setup_cdc
+    from services.extractor.cdc.capture.setup import setup_cdc
 
     settings = _cdc_settings(args)
 
@@ -68,8 +68,8 @@ async def _until_signalled(work: Any, stop: asyncio.Event) -> Any:
 
 
 def _capture(args: argparse.Namespace) -> int:
-    from services.extractor.capture.jvm import start_jvm
-    from services.extractor.capture.runner import captured_tables, run_capture
+    from services.extractor.cdc.capture.jvm import start_jvm
+    from services.extractor.cdc.capture.runner import captured_tables, run_capture
 
     settings = _cdc_settings(args, slot_name=args.slot, topic_prefix=args.topic_prefix)
     tables = asyncio.run(captured_tables(settings))  # fail fast, before the JVM starts
@@ -80,7 +80,7 @@ def _capture(args: argparse.Namespace) -> int:
 
 
 def _extract_cdc(args: argparse.Namespace) -> int:
-    from services.extractor.cdc import run_cdc_extractor
+    from services.extractor.cdc.extractor import run_cdc_extractor
 
     settings = _cdc_settings(args, group_id=args.group_id, topic_prefix=args.topic_prefix)
     stop = asyncio.Event()
