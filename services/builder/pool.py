@@ -41,6 +41,7 @@ STARTUP_TIMEOUT_S = 120.0
 @dataclass
 class _Waiting:
     payload_json: bytes
+    key: str | None
     wanted: Callable[[], bool]
     result: asyncio.Future[BuildResult | None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
@@ -75,12 +76,15 @@ class BuildPool:
             context=multiprocessing.get_context("spawn"),
         )
 
-    async def build(self, payload_json: bytes, wanted: Callable[[], bool] = lambda: True) -> BuildResult | None:
+    async def build(
+        self, payload_json: bytes, key: str | None = None, wanted: Callable[[], bool] = lambda: True
+    ) -> BuildResult | None:
         """Build one payload in a worker once one is free; ``None`` if it was no longer ``wanted`` then.
 
+        ``key`` is the message key the payload's identifier must equal (``None``: unchecked).
         A hung build is reported as a :class:`BuildTimeoutError` result (its worker is killed and replaced).
         """
-        waiting = _Waiting(payload_json, wanted)
+        waiting = _Waiting(payload_json, key, wanted)
         self._waiting.append(waiting)
         self._start_batches()
         try:
@@ -113,9 +117,10 @@ class BuildPool:
 
     async def _run_batch(self, batch: list[_Waiting]) -> None:
         try:
-            results = await self._schedule([w.payload_json for w in batch]) if len(batch) > 1 else None
+            jobs = [(w.payload_json, w.key) for w in batch]
+            results = await self._schedule(jobs) if len(batch) > 1 else None
             if results is None:  # one payload, or the batch hung or lost its worker: each on its own
-                results = [await self._build_alone(w.payload_json) for w in batch]
+                results = [await self._build_alone(job) for job in jobs]
         except BaseException as exc:
             for waiting in batch:
                 if waiting.result.done():
@@ -129,21 +134,21 @@ class BuildPool:
             if not waiting.result.done():
                 waiting.result.set_result(result)
 
-    async def _build_alone(self, payload_json: bytes) -> BuildResult:
+    async def _build_alone(self, job: tuple[bytes, str | None]) -> BuildResult:
         try:
-            results = await self._schedule([payload_json], alone=True)
+            results = await self._schedule([job], alone=True)
         except TimeoutError:
             error = BuildTimeoutError(f"build ran past {self.timeout_s:g} s; its worker was killed and replaced")
-            return BuildResult(error_class=error.error_class, error_message=str(error))
+            return BuildResult(error_code=error.code, error_message=str(error))
         except ProcessExpired as exc:
-            return BuildResult(error_class="WorkerExited", error_message=f"build worker died: {exc}")
+            return BuildResult(error_code="worker-died", error_message=f"build worker died: {exc}")
         assert results is not None
         return results[0]
 
-    async def _schedule(self, payloads: list[bytes], *, alone: bool = False) -> list[BuildResult] | None:
+    async def _schedule(self, jobs: list[tuple[bytes, str | None]], *, alone: bool = False) -> list[BuildResult] | None:
         """One pool task; ``None`` if a batch of several hung or lost its worker (``alone``: raise instead)."""
         while True:
-            future = self._pool.schedule(build_many, args=(payloads,), timeout=self.timeout_s)
+            future = self._pool.schedule(build_many, args=(jobs,), timeout=self.timeout_s)
             try:
                 frames: list[tuple[bytes, float]] = await asyncio.wrap_future(future)
             except ProcessExpired as exc:

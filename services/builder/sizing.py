@@ -7,7 +7,7 @@ a ~1 s worker start every 200 builds is noise. The fast engine builds a `mixed`
 investigation in ~2.5 ms and keeps no state between builds, so the same values
 make the service latency-bound on broker round trips (2 in flight) and spend
 about half its time starting workers (bench/README.md). Explicit settings
-(``max_concurrent_tasks``, ``builder.max_builds_per_worker``) always win; any
+(``builder.max_in_flight``, ``builder.max_builds_per_worker``) always win; any
 other engine (e.g. a test engine) gets the conservative arctrl values.
 """
 
@@ -40,8 +40,8 @@ def sizing(engine: str) -> EngineSizing:
 
 
 def in_flight_limit(settings: Settings, engine: str, workers: int) -> int:
-    """``max_concurrent_tasks`` if set, else the engine's per-worker default times ``workers``."""
-    return settings.max_concurrent_tasks or sizing(engine).in_flight_per_worker * workers
+    """``builder.max_in_flight`` if set, else the engine's per-worker default times ``workers``."""
+    return settings.builder.max_in_flight or sizing(engine).in_flight_per_worker * workers
 
 
 def max_builds_per_worker(settings: Settings, engine: str) -> int:

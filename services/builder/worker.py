@@ -8,7 +8,10 @@ and frames it:
 - ``b"A" + <64 hex digits content hash> + <ARC JSON>`` for a built ARC,
 - ``b"F" + <64 hex digits content hash> + <reason> + b"\n" + <ARC JSON>`` for an
   ARC the engine handed to the reference engine (fast engine fallback),
-- ``b"E" + <JSON {"error_class", "message"[, "fallback"]}>`` for a payload or mapping failure.
+- ``b"E" + <JSON {"code", "message"[, "fallback"]}>`` for a payload or mapping failure.
+
+The message key travels with the payload: a payload whose identifier differs from
+its key fails (``key-mismatch``) instead of overwriting another investigation's ARC.
 
 Any other exception from an engine is this payload's mapping failure too: one
 bad investigation must never take a worker, let alone the service, down.
@@ -27,7 +30,7 @@ from pydantic import ValidationError
 from services.builder.engines import EngineFunction, load_engine
 from services.builder.engines.fallback import FallbackArc, FallbackMappingError
 from services.common.content_hash import content_hash_of_json
-from services.common.errors import MappingError, PayloadError, RecordError
+from services.common.errors import ErrorCode, MappingError, PayloadError, RecordError
 from services.common.payload import InvestigationPayload
 
 #: Exit status of a worker that retires itself (memory above the limit) before starting a build:
@@ -57,14 +60,14 @@ def _check_memory() -> None:
         _retire = True
 
 
-def build_many(payloads: list[bytes]) -> list[tuple[bytes, float]]:
-    """Pool task: build each payload in turn; per payload its framed result and build seconds."""
+def build_many(jobs: list[tuple[bytes, str | None]]) -> list[tuple[bytes, float]]:
+    """Pool task: build each (payload, key) in turn; per payload its framed result and build seconds."""
     if _retire:
         os._exit(RETIRE_EXIT_CODE)
     results = []
-    for payload_json in payloads:
+    for payload_json, key in jobs:
         started = time.perf_counter()
-        frame = build(payload_json)
+        frame = build(payload_json, key)
         results.append((frame, time.perf_counter() - started))
         _check_memory()
     return results
@@ -88,18 +91,27 @@ def parse_payload(payload_json: bytes) -> InvestigationPayload:
     except ValidationError as exc:
         first = exc.errors()[0]
         if first["type"] == "json_invalid":
-            raise PayloadError(f"malformed JSON: {first['ctx'].get('error', first['msg'])}") from exc
+            message = f"malformed JSON: {first['ctx'].get('error', first['msg'])}"
+            raise PayloadError(message, code="malformed-json") from exc
         where = ".".join(str(part) for part in first["loc"]) or "(payload)"
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         raise PayloadError(f"schema violation at {where}: {first['msg']}{more}") from exc
 
 
-def build(payload_json: bytes) -> bytes:
-    """Build one ARC in this worker; never raises for a bad payload (see module doc)."""
+def build(payload_json: bytes, key: str | None = None) -> bytes:
+    """Build one ARC in this worker; never raises for a bad payload (see module doc).
+
+    ``key`` is the message key; ``None`` skips the check (a caller without a message).
+    """
     if _engine is None:
         raise RuntimeError("worker not initialised: init_worker was not called")
     try:
         payload = parse_payload(payload_json)
+        if key is not None and payload.identifier != key:
+            raise PayloadError(
+                f"the message key {key!r} differs from the payload's identifier {payload.identifier!r}",
+                code="key-mismatch",
+            )
         try:
             arc_json = _engine(payload)
         except RecordError:
@@ -112,7 +124,7 @@ def build(payload_json: bytes) -> bytes:
             return b"F" + digest + arc_json.reason.encode("ascii") + b"\n" + arc_bytes
         return b"A" + digest + arc_bytes
     except RecordError as exc:
-        error = {"error_class": exc.error_class, "message": str(exc)}
+        error = {"code": exc.code, "message": str(exc)}
         if isinstance(exc, FallbackMappingError):
             error["fallback"] = exc.reason
         return b"E" + orjson.dumps(error)
@@ -124,7 +136,7 @@ class BuildResult:
 
     arc_json: bytes | None = None
     content_hash: str | None = None
-    error_class: str | None = None
+    error_code: ErrorCode | None = None
     error_message: str | None = None
     #: Reason code when the engine handed this payload to the reference engine (see engines.fallback).
     fallback: str | None = None
@@ -150,7 +162,7 @@ def decode_result(frame: bytes, build_s: float | None = None) -> BuildResult:
         )
     error = orjson.loads(frame[1:])
     return BuildResult(
-        error_class=error["error_class"],
+        error_code=error["code"],
         error_message=error["message"],
         fallback=error.get("fallback"),
         build_s=build_s,

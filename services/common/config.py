@@ -15,8 +15,10 @@ Sources, highest priority first:
 6. defaults.
 
 Upstream (SQL-to-ARC) key names are kept where they exist: ``db_batch_size``,
-``max_concurrent_arc_builds``, ``max_concurrent_tasks``,
-``arc_generation_timeout_minutes``, ``rdi``. Kafka client settings keep the
+``max_concurrent_arc_builds``, ``arc_generation_timeout_minutes``, ``rdi`` (upstream's
+``max_concurrent_tasks`` is the builder's ``builder.max_in_flight``, named like every
+stage's). The consumer-group loop's settings are one model, :class:`StageSettings`,
+that every consuming stage extends, so they are named and unit-ed alike. Kafka client settings keep the
 Java-client names (snake case, same units). The model is frozen and secrets are
 ``SecretStr`` so they never reach logs or topics in clear text.
 """
@@ -106,17 +108,34 @@ class TopicSettings(BaseModel):
         return f"{self.prefix}.dlq"
 
     @property
-    def delivered(self) -> str:
-        """Compacted topic holding the last delivered content hash per target and identifier."""
-        return f"{self.prefix}.delivered"
+    def state(self) -> str:
+        """Compacted topic of the stages' durable state: the uploader's delivered hashes and runs,
+        and commit marks where the broker drops commit metadata (services/common/kafka/marks.py)."""
+        return f"{self.prefix}.state"
 
 
-class BuilderSettings(BaseModel):
-    """Builder-only settings (the upstream names live at the top level)."""
+class StageSettings(BaseModel):
+    """The consumer-group loop of a stage (services/common/kafka/stage.py): the same names and units everywhere."""
 
     model_config = _FROZEN
 
+    group_id: str
+    #: Messages taken in and not yet fully handled before the stage pauses its partitions
+    #: (it keeps polling, so it stays in the group); 0: the stage's own default.
+    max_in_flight: int = Field(default=0, ge=0)
+    #: Offsets are committed at most this often (and always on revocation and shutdown).
+    commit_interval_ms: int = Field(default=1_000, ge=0)
+    #: On SIGTERM, in-flight messages get this long to finish; the rest are read again after a restart.
+    shutdown_grace_ms: int = Field(default=10_000, ge=0)
+
+
+class BuilderSettings(StageSettings):
+    """Builder-only settings (the upstream names live at the top level)."""
+
     group_id: str = "arcstream-builder"
+    #: 0: per engine (arctrl 2 x workers, fast 32 x workers: see services/builder/sizing.py).
+    max_in_flight: int = Field(default=0, ge=0)
+    commit_interval_ms: int = Field(default=500, ge=0)
     engine: Literal["arctrl", "fast"] = "fast"
     #: Worker processes are replaced after this many builds to bound memory; unset: per engine
     #: (arctrl 200, sized for its object graphs; fast 100000, its workers hold no engine state).
@@ -124,10 +143,6 @@ class BuilderSettings(BaseModel):
     #: A worker whose peak resident memory (MiB) passed this after a build is replaced before its
     #: next pool task (checked in the worker after each build); 0 disables.
     max_worker_rss_mb: int = Field(default=1024, ge=0)
-    #: On SIGTERM, in-flight builds get this long to finish before they are abandoned (re-read later).
-    shutdown_grace_s: float = Field(default=10.0, ge=0)
-    #: Offsets are committed at most this often (and always on revocation and shutdown).
-    commit_interval_ms: int = Field(default=500, ge=0)
 
 
 class TlsClientSettings(BaseModel):
@@ -141,12 +156,12 @@ class TlsClientSettings(BaseModel):
     verify: bool = True
 
 
-class UploaderSettings(BaseModel):
+class UploaderSettings(StageSettings):
     """Uploader settings: target, retries, timeouts, concurrency."""
 
-    model_config = _FROZEN
-
     group_id: str = "arcstream-uploader"
+    max_in_flight: int = Field(default=64, ge=1)
+    shutdown_grace_ms: int = Field(default=15_000, ge=0)
     target_url: str = "http://127.0.0.1:8080"
     force: bool = False
     max_concurrent_uploads: int = Field(default=8, ge=1)
@@ -159,13 +174,18 @@ class UploaderSettings(BaseModel):
     pool_timeout_s: float = 30.0
     #: A ``Retry-After`` longer than this is not waited for: the ARC fails (and goes to the DLQ).
     retry_after_max_s: float = 300.0
-    #: Send ``DELETE /v3/arcs/{id}`` for tombstones (the local store has it; the v3 API answers 404/405).
-    delete_arcs: bool = True
-    #: Messages taken in but not finished before the uploader pauses its partitions.
-    max_in_flight: int = Field(default=64, ge=1)
-    commit_interval_s: float = Field(default=1.0, gt=0)
-    #: On SIGTERM, in-flight uploads get this long to finish before they are abandoned (re-read later).
-    shutdown_grace_s: float = Field(default=15.0, ge=0)
+    #: While the target is unavailable (connection errors, timeouts, 502/503/504) delivery pauses;
+    #: ARCs fail only when it has been unavailable longer than this (keep it below the retention
+    #: of your topics; arc.arcs is compacted, so its newest versions never expire).
+    outage_budget_s: float = Field(default=24 * 3600.0, gt=0)
+    #: While the target refuses this uploader (400 unknown RDI, 401, 403), it re-checks this often.
+    misconfigured_recheck_s: float = Field(default=30.0, gt=0)
+    #: The target has ``DELETE /v3/arcs/{id}`` (the local store with ``--enable-delete``). The FAIRagro
+    #: API v3 has none: tombstones are then reported ``retained`` (see docs/uploader.md).
+    target_deletes: bool = False
+    #: A snapshot run whose markers and ARCs stopped coming for this long (its extractor died) is
+    #: closed: its harvest is CANCELLED with the reason.
+    run_idle_timeout_s: float = Field(default=900.0, gt=0)
     tls: TlsClientSettings = TlsClientSettings()
     #: The live status view (``arcstream status``): faust app over the report topic.
     status_host: str = "127.0.0.1"
@@ -194,13 +214,13 @@ class StoreSettings(BaseModel):
     tls_client_ca: Path | None = None
 
 
-class CdcSettings(BaseModel):
+class CdcSettings(StageSettings):
     """Change data capture: Debezium connector and incremental extraction."""
-
-    model_config = _FROZEN
 
     topic_prefix: str = "arcdb"
     group_id: str = "arcstream-cdc-extractor"
+    #: Change records held (grouped per transaction, debounced) before the extractor pauses.
+    max_in_flight: int = Field(default=10_000, ge=1)
     slot_name: str = "arcstream"
     publication_name: str = "arcstream"
     debounce_ms: int = 300
@@ -251,9 +271,6 @@ class Settings(BaseSettings):
     #: Snapshot extraction processes, each reading one shard of the same database snapshot.
     extractor_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     max_concurrent_arc_builds: int = Field(default_factory=lambda: max(1, (os.cpu_count() or 2) - 1), ge=1)
-    #: In-flight builds before the builder pauses its partitions; 0: per engine (arctrl 2 x workers,
-    #: fast 32 x workers: see services/builder/sizing.py).
-    max_concurrent_tasks: int = Field(default=0, ge=0)
     arc_generation_timeout_minutes: float = Field(default=30.0, gt=0)
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

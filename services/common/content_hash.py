@@ -67,3 +67,18 @@ def content_hash_of_json(arc_json: bytes) -> str:
 def arc_id(identifier: str, rdi: str) -> str:
     """The API's ARC id: hex SHA-256 of ``"<identifier>:<rdi>"``, both stripped of surrounding whitespace."""
     return hashlib.sha256(f"{identifier.strip()}:{rdi.strip()}".encode()).hexdigest()
+
+
+def root_identifier(document: Any) -> str | None:
+    """The ARC's identifier as the API reads it: the root node's (``@id: "./"``) ``identifier``,
+    a string, a one-element list or ``{"@value": ...}``, stripped; ``None`` when there is none."""
+    graph = document.get("@graph") if isinstance(document, dict) else None
+    for node in graph if isinstance(graph, list) else ():
+        if isinstance(node, dict) and node.get("@id") == "./":
+            value = node.get("identifier")
+            if isinstance(value, list) and len(value) == 1:
+                value = value[0]
+            if isinstance(value, dict):
+                value = value.get("@value")
+            return value.strip() if isinstance(value, str) and value.strip() else None
+    return None

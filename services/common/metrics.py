@@ -15,9 +15,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Literal
+from typing import Literal, Protocol
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from prometheus_client import (
     GC_COLLECTOR,
     PLATFORM_COLLECTOR,
@@ -56,8 +56,14 @@ MESSAGES_OUT = Counter(
 )
 MESSAGES_FAILED = Counter(
     "arcstream_messages_failed_total",
-    "Messages that failed permanently (reported as 'failed', usually also sent to the DLQ).",
-    ["stage", "error_class"],
+    "Messages that failed permanently (reported as 'failed', usually also sent to the DLQ), by error code.",
+    ["stage", "error_code"],
+    registry=REGISTRY,
+)
+DLQ_RECORDS = Counter(
+    "arcstream_dlq_records_total",
+    "Dead letters written (failed inputs, unchanged, with the reason in headers), by error code.",
+    ["stage", "error_code"],
     registry=REGISTRY,
 )
 OUTCOMES = Counter(
@@ -111,6 +117,20 @@ HTTP_RESPONSES = Counter(
     registry=REGISTRY,
 )
 
+TARGET_UNAVAILABLE = Gauge(
+    "arcstream_target_unavailable",
+    "1 while the upload target is unavailable (connection errors, timeouts, 502/503/504) and delivery is paused.",
+    registry=REGISTRY,
+)
+TARGET_MISCONFIGURED = Gauge(
+    "arcstream_target_misconfigured",
+    "1 while the upload target refuses this uploader (unknown RDI, certificate missing or not for this RDI).",
+    ["reason"],
+    registry=REGISTRY,
+)
+#: Reasons of ``arcstream_target_misconfigured`` (each series is exported, 0 or 1).
+MISCONFIGURED_REASONS = ("unknown-rdi", "certificate-required", "rdi-not-authorised")
+
 _STARTED_AT = time.monotonic()
 _last_progress: dict[str, float] = {}
 _progress_lock = threading.Lock()
@@ -146,10 +166,22 @@ def message_out(stage: StageName, count: int = 1) -> None:
     mark_progress(stage)
 
 
-def message_failed(stage: StageName, error_class: str, count: int = 1) -> None:
+def message_failed(stage: StageName, error_code: str, count: int = 1) -> None:
     """Count a permanent failure; handling a message, even by failing it, is progress."""
-    MESSAGES_FAILED.labels(stage, error_class).inc(count)
+    MESSAGES_FAILED.labels(stage, error_code).inc(count)
     mark_progress(stage)
+
+
+def set_target_state(*, unavailable: bool, misconfigured: str | None) -> None:
+    """Publish the upload target's state (see services/uploader/health.py)."""
+    TARGET_UNAVAILABLE.set(1 if unavailable else 0)
+    for reason in MISCONFIGURED_REASONS:
+        TARGET_MISCONFIGURED.labels(reason).set(1 if reason == misconfigured else 0)
+
+
+def dead_letter(stage: StageName, error_code: str) -> None:
+    """Count a dead letter written for ``stage``."""
+    DLQ_RECORDS.labels(stage, error_code).inc()
 
 
 def mark_progress(stage: StageName) -> None:
@@ -203,7 +235,15 @@ def _lag_children(stage: str) -> Iterable[tuple[str, str, str]]:
     return [(c["stage"], c["topic"], c["partition"]) for c in children if c["stage"] == stage]
 
 
-async def update_consumer_lag(stage: StageName, consumer: AIOKafkaConsumer) -> dict[TopicPartition, int]:
+class _LagSource(Protocol):
+    def assignment(self) -> set[TopicPartition]: ...
+
+    def highwater(self, partition: TopicPartition) -> int | None: ...
+
+    async def position(self, partition: TopicPartition) -> int: ...
+
+
+async def update_consumer_lag(stage: StageName, consumer: _LagSource) -> dict[TopicPartition, int]:
     """Compute lag of every assigned partition from the consumer's highwater and position.
 
     The highwater is what the last fetch response reported, so call this after

@@ -29,14 +29,20 @@ H_EXTRACTED_AT = "arcstream.extracted.at"
 H_SOURCE_TS = "arcstream.source.ts"
 H_CONTENT_HASH = "arcstream.content.hash"
 H_ENGINE = "arcstream.engine"
-H_ERROR_CLASS = "arcstream.error.class"
+H_ERROR_CODE = "arcstream.error.code"
 H_ERROR_MESSAGE = "arcstream.error.message"
 H_ERROR_STAGE = "arcstream.error.stage"
+#: Where the input of an outcome or dead letter was read: topic, partition, offset and consumer group.
 H_ORIGIN_TOPIC = "arcstream.origin.topic"
 H_ORIGIN_PARTITION = "arcstream.origin.partition"
 H_ORIGIN_OFFSET = "arcstream.origin.offset"
+H_ORIGIN_GROUP = "arcstream.origin.group"
+#: Headers a stage adds to a dead letter; a replayed dead letter has them removed again.
+ERROR_HEADERS: frozenset[str] = frozenset(
+    {H_ERROR_CODE, H_ERROR_MESSAGE, H_ERROR_STAGE, H_ORIGIN_TOPIC, H_ORIGIN_PARTITION, H_ORIGIN_OFFSET, H_ORIGIN_GROUP}
+)
 
-Kind = Literal["payload", "arc", "run-start", "run-end"]
+Kind = Literal["payload", "arc", "outcome", "run-start", "run-end"]
 MARKER_KINDS: frozenset[str] = frozenset({"run-start", "run-end"})
 
 Headers = list[tuple[str, bytes]]

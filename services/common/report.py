@@ -11,22 +11,28 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.common.errors import ErrorCode
+
 Stage = Literal["extract", "build", "upload"]
 Status = Literal[
     # extract
     "published",
     # build
     "built",
-    "superseded",
     # upload
     "created",
     "updated",
     "unchanged",
     "deleted",
-    "skipped",
+    #: a tombstone for a target that cannot delete: the ARC stays there (see docs/uploader.md)
+    "retained",
+    # build and upload: a newer version of the same identifier was taken in before this one was done
+    "superseded",
     # any stage
     "failed",
 ]
+#: Statuses that end a version without output: nothing more will happen to it.
+NO_OUTPUT: frozenset[str] = frozenset({"superseded", "failed"})
 
 
 def utc_now_iso() -> str:
@@ -43,15 +49,21 @@ class OutcomeRecord(BaseModel):
     stage: Stage
     status: Status
     run_id: str | None = None
+    #: Upload: the target (``<rdi>@<url>``) and the harvest the ARC went into (none: delivered on its own).
+    target: str | None = None
+    harvest_id: str | None = None
     arc_id: str | None = None
     content_hash: str | None = None
     attempts: int = Field(default=1, ge=0)
     http_status: int | None = None
-    error_class: str | None = None
+    #: Why it failed, from the documented vocabulary (services/common/errors.py, docs/operations.md).
+    error_code: ErrorCode | None = None
     error_message: str | None = None
     duration_ms: float | None = None
     #: Source commit (or extraction) time to acceptance by this stage, in milliseconds.
     latency_ms: float | None = None
     #: Build engine that produced the ARC, and whether it fell back to arctrl.
     engine: str | None = None
+    #: What of the source did not reach the ARC (or reached it changed), one line each.
+    warnings: list[str] | None = None
     at: str = Field(default_factory=utc_now_iso)

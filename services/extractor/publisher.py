@@ -16,6 +16,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata
 
 from services.common.config import Settings
+from services.common.errors import ErrorCode
+from services.common.outcomes import OutcomeWriter
 from services.common.payload import PAYLOAD_SCHEMA_VERSION
 from services.common.records import (
     H_EXTRACTED_AT,
@@ -24,7 +26,6 @@ from services.common.records import (
     H_SCHEMA_VERSION,
     H_SOURCE_TS,
     Headers,
-    dumps,
     make_headers,
 )
 from services.common.report import OutcomeRecord, utc_now_iso
@@ -42,6 +43,7 @@ class PayloadPublisher:
         self._slots = asyncio.Semaphore(settings.kafka.max_in_flight_sends)
         self._pending: set[asyncio.Future[RecordMetadata]] = set()
         self._failures: list[OutcomeRecord] = []
+        self._outcomes = OutcomeWriter(producer, settings.topics, "extract", metered=False)
         self._last_headers: tuple[tuple[str | None, str] | None, Headers] = (None, [])
         #: Payloads and tombstones acknowledged, per partition of ``arc.investigations``.
         self.published_per_partition: Counter[int] = Counter()
@@ -100,9 +102,9 @@ class PayloadPublisher:
 
     def _record_send_failure(self, identifier: str, exc: BaseException) -> None:
         log.error("could not publish %s: %s", identifier, exc, extra={"identifier": identifier})
-        self.fail(identifier, type(exc).__name__, f"publishing the payload failed: {exc}")
+        self.fail(identifier, "publish-failed", f"publishing the payload failed: {type(exc).__name__}: {exc}")
 
-    def fail(self, identifier: str, error_class: str, message: str) -> None:
+    def fail(self, identifier: str, code: ErrorCode, message: str) -> None:
         """Record that ``identifier`` could not be extracted (reported at :meth:`flush`)."""
         self.failed += 1
         self._failures.append(
@@ -111,7 +113,7 @@ class PayloadPublisher:
                 stage="extract",
                 status="failed",
                 run_id=self._run_id,
-                error_class=error_class,
+                error_code=code,
                 error_message=message,
             )
         )
@@ -121,16 +123,8 @@ class PayloadPublisher:
         if self._pending:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
         failures, self._failures = self._failures, []
-        sends = [
-            await self._producer.send(
-                self._topics.report,
-                value=dumps(record.model_dump(mode="json", exclude_none=True)),
-                key=record.identifier.encode(),
-            )
-            for record in failures
-        ]
-        if sends:
-            await asyncio.gather(*sends)
+        if failures:
+            await asyncio.gather(*(self._outcomes.report(record) for record in failures))
 
     @property
     def published(self) -> int:

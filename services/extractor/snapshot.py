@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from services.common import metrics
 from services.common.config import Settings
+from services.common.kafka.capabilities import broker_capabilities
 from services.common.kafka.clients import make_producer, start_client
 from services.common.kafka.topics import ensure_topics
 from services.common.records import H_KIND, H_RUN_ID, RunMarker, dumps, make_headers
@@ -119,7 +120,8 @@ async def run_snapshot(
         await conn.set_read_only(True)
         cursor = await conn.execute('SELECT count(*), pg_export_snapshot() FROM "vInvestigation"')
         expected, snapshot_id = await cursor.fetchone() or (0, "")
-        producer = make_producer(settings.kafka)
+        idempotent = (await broker_capabilities(settings.kafka)).idempotent_producer
+        producer = make_producer(settings.kafka, idempotent=idempotent)
 
         async def start_run() -> list[int]:
             await ensure_topics(settings)
@@ -153,7 +155,7 @@ async def run_snapshot(
             failed = sum(result.failed for result in results)
             metrics.message_out("extract", sum(per_partition.values()))
             if failed:
-                metrics.message_failed("extract", "AssemblyError", failed)
+                metrics.message_failed("extract", "assembly-failed", failed)
             await _send_markers(
                 producer,
                 settings,
@@ -203,7 +205,12 @@ async def extract_shard(
     """
     conn = in_process.conn if in_process else await _join_snapshot(settings, snapshot_id, connect_kwargs)
     children_conn = await _join_snapshot(settings, snapshot_id, connect_kwargs)
-    producer = in_process.producer if in_process else make_producer(settings.kafka)
+    if in_process is not None:
+        producer = in_process.producer
+    else:
+        producer = make_producer(
+            settings.kafka, idempotent=(await broker_capabilities(settings.kafka)).idempotent_producer
+        )
     try:
         loader = PayloadLoader(in_process.columns if in_process else await relation_columns(conn))
         if in_process is None:
@@ -225,7 +232,7 @@ async def extract_shard(
                                 result.error,
                                 extra={"identifier": result.identifier, "run_id": run_id},
                             )
-                            publisher.fail(result.identifier, "AssemblyError", result.error or "invalid rows")
+                            publisher.fail(result.identifier, "assembly-failed", result.error or "invalid rows")
                     collect()
                     on_progress(len(batch))
         await publisher.flush()

@@ -60,8 +60,11 @@ def add_commands(subparsers: Any) -> None:
     r.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for RUNNING")
     r.set_defaults(handler=_connect_register)
 
-    p = subparsers.add_parser("report", help="print a snapshot run's report as JSON-LD (schema:Action)")
+    p = subparsers.add_parser("report", help="print a snapshot run's report at one target as JSON-LD (schema:Action)")
     p.add_argument("--run", required=True, metavar="RUN_ID", help="run id of the snapshot run")
+    p.add_argument("--target", help="ARC store base URL (default: uploader.target_url)")
+    p.add_argument("--rdi", help="RDI (default: the rdi setting)")
+    p.add_argument("--group", help="uploader consumer group (default: uploader.group_id)")
     p.set_defaults(handler=_report)
 
     p = subparsers.add_parser("status", help="live status view over arc.report (faust app: JSON and HTML)")
@@ -70,11 +73,15 @@ def add_commands(subparsers: Any) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from services.ops.run_report import run_report
+    from services.ops.run_report import ReportScope, run_report
 
     settings = load_settings()
+    if args.target or args.rdi:
+        uploader = settings.uploader.model_dump() | ({"target_url": args.target} if args.target else {})
+        settings = load_settings(rdi=args.rdi, uploader=uploader)
     configure_logging("WARNING", settings.log_format)
-    print(json.dumps(asyncio.run(run_report(settings, args.run)), indent=2))
+    scope = ReportScope.from_settings(settings, args.run, args.group)
+    print(json.dumps(asyncio.run(run_report(settings, scope)), indent=2))
     return 0
 
 
@@ -141,7 +148,7 @@ def _replay_dlq(args: argparse.Namespace) -> int:
         for item in items:
             origin = f"{item.origin.topic}/{item.origin.partition}/{item.origin_offset}" if item.origin else "-"
             where = f" -> {item.to_topic}" if item.to_topic else ""
-            print(f"{item.action:<11}  {item.key}  origin {origin}  error {item.error_class or '-'}{where}")
+            print(f"{item.action:<11}  {item.key}  origin {origin}  error {item.error_code or '-'}{where}")
         counts = Counter(item.action for item in items)
         summary = (
             f"{len(items)} DLQ record(s): {counts['republished']} republished, "
@@ -164,7 +171,7 @@ def _item_json(item: DlqItem) -> dict[str, Any]:
         "dlq_partition": item.dlq_partition,
         "dlq_offset": item.dlq_offset,
         "key": item.key,
-        "error_class": item.error_class,
+        "error_code": item.error_code,
         "origin_topic": item.origin.topic if item.origin else None,
         "origin_partition": item.origin.partition if item.origin else None,
         "origin_offset": item.origin_offset,

@@ -29,9 +29,8 @@ from services.common.errors import ConfigError
 from services.common.kafka.clients import make_consumer, make_producer, start_client
 from services.common.kafka.reading import topic_partitions, true_end
 from services.common.records import (
-    H_ERROR_CLASS,
-    H_ERROR_MESSAGE,
-    H_ERROR_STAGE,
+    ERROR_HEADERS,
+    H_ERROR_CODE,
     H_ORIGIN_OFFSET,
     H_ORIGIN_PARTITION,
     H_ORIGIN_TOPIC,
@@ -43,9 +42,7 @@ DEFAULT_GROUP = "arcstream-dlq-replay"
 #: Where a republished record came from (``<dlq topic>/<partition>/<offset>``), for a person in Kafka UI.
 H_REPLAYED_FROM = "arcstream.replayed.from"
 #: Error and origin headers describe the failure, not the message: a new failure writes fresh ones.
-_DROPPED_HEADERS = frozenset({H_ERROR_CLASS, H_ERROR_MESSAGE, H_ERROR_STAGE, H_REPLAYED_FROM}) | frozenset(
-    {H_ORIGIN_TOPIC, H_ORIGIN_PARTITION, H_ORIGIN_OFFSET}
-)
+_DROPPED_HEADERS = ERROR_HEADERS | {H_REPLAYED_FROM}
 
 Action = Literal["republished", "superseded", "no-origin"]
 
@@ -57,7 +54,7 @@ class DlqItem:
     dlq_partition: int
     dlq_offset: int
     key: str | None
-    error_class: str | None
+    error_code: str | None
     origin: TopicPartition | None
     origin_offset: int | None
     action: Action
@@ -186,7 +183,7 @@ def _decide(
         dlq_partition=record.partition,
         dlq_offset=record.offset,
         key=record.key.decode("utf-8", "replace") if record.key is not None else None,
-        error_class=headers.get(H_ERROR_CLASS),
+        error_code=headers.get(H_ERROR_CODE),
         origin=tp,
         origin_offset=offset,
         action=action,

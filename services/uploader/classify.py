@@ -1,9 +1,12 @@
-"""How the uploader reads an HTTP answer: success, retry later, or give up on this ARC.
+"""How the uploader reads an HTTP answer: success, the target's state, retry this ARC, or give up on it.
 
 One table decides, so the policy is visible in one place and testable without a
-server. ``Retry-After`` is read in both legal forms (delta seconds and HTTP
-date). Failure messages carry the status and a short excerpt of the body,
-because that is what an operator needs in the report to fix the cause.
+server. Answers about the *target* (it is down, or refuses this uploader's RDI or
+certificate) stop delivery as a whole (:mod:`services.uploader.health`) instead of
+failing one ARC after another; answers about *this ARC* retry or fail it.
+``Retry-After`` is read in both legal forms (delta seconds and HTTP date).
+Failure messages carry the status and a short excerpt of the body, because that
+is what an operator needs in the report to fix the cause.
 """
 
 from __future__ import annotations
@@ -16,18 +19,27 @@ from email.utils import parsedate_to_datetime
 
 class Verdict(enum.Enum):
     SUCCESS = "success"
+    #: The target is not there right now (pause delivery, try again): connection errors and timeouts too.
+    UNAVAILABLE = "unavailable"
+    #: The target refuses this uploader (RDI, certificate): stop delivery until it is fixed.
+    MISCONFIGURED = "misconfigured"
+    #: This ARC may succeed if sent again (bounded by ``max_attempts``).
     RETRY = "retry"
+    #: This ARC is refused: it fails (DLQ).
     FAIL = "fail"
 
 
 #: Explicit decisions; other codes fall back to their class (2xx success, 5xx retry, rest fail).
 STATUS_TABLE: dict[int, Verdict] = {
+    502: Verdict.UNAVAILABLE,  # bad gateway: the API behind the proxy is down
+    503: Verdict.UNAVAILABLE,  # overload (admission control, with Retry-After) or maintenance
+    504: Verdict.UNAVAILABLE,  # gateway timeout
+    400: Verdict.MISCONFIGURED,  # the API's only 400: "RDI 'x' is not recognized."
+    401: Verdict.MISCONFIGURED,  # client certificate required
+    403: Verdict.MISCONFIGURED,  # RDI not authorised by the client certificate
     408: Verdict.RETRY,  # request timeout: the server gave up waiting for us
     425: Verdict.RETRY,  # too early
-    429: Verdict.RETRY,  # rate limited
-    400: Verdict.FAIL,  # malformed request
-    401: Verdict.FAIL,  # not authenticated (client certificate missing)
-    403: Verdict.FAIL,  # not authorised for this RDI
+    429: Verdict.RETRY,  # rate limited (the API never answers it; proxies may)
     404: Verdict.FAIL,  # unknown harvest
     409: Verdict.FAIL,  # same identifier with other content in this harvest / harvest closed
     413: Verdict.FAIL,  # body larger than the server accepts
@@ -40,7 +52,6 @@ HINTS: dict[int, str] = {
     "(or its proxy) or reduce the ARC",
     409: "the target already holds this identifier with other content in this harvest, or the harvest is closed",
     422: "the target rejected the ARC as invalid RO-Crate",
-    403: "the client certificate is not authorised for this RDI",
 }
 
 EXCERPT_CHARS = 300

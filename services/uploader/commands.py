@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 from typing import Any
 
 from services.common.config import Settings, load_settings
@@ -34,17 +33,9 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _uploader(args: argparse.Namespace) -> int:
-    from services.uploader.service import Uploader
+    from services.uploader.service import run_uploader
 
     settings = _settings(args)
     configure_logging(settings.log_level, settings.log_format)
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await Uploader(settings, force=args.force).run(stop)
-
-    asyncio.run(main())
+    asyncio.run(run_uploader(settings, force=args.force))
     return 0

@@ -1,13 +1,21 @@
 """The upload target over HTTP: one pooled httpx client, bounded concurrency, retries by the table.
 
-Every call goes through :meth:`TargetClient.call`: each attempt takes a slot of
-the concurrency limit only while its request is on the wire (a retry waiting out
-``Retry-After`` frees its slot for other ARCs), the answer is classified by
-:mod:`services.uploader.classify`, and tenacity re-runs retriable attempts with
-exponential backoff and full jitter, never earlier than the server's
-``Retry-After`` (which, when given, replaces the backoff) and never more than
-``max_attempts`` times. A ``Retry-After``
-beyond ``retry_after_max_s`` ends the retries instead of being cut short.
+Every call goes through :meth:`TargetClient.call`. Each attempt first passes the
+target's health gate (:mod:`services.uploader.health`): while the target is
+unavailable or refuses this uploader, requests wait there instead of failing, and
+one trial request at a time finds out when it is back. An attempt holds one of
+``max_concurrent_uploads`` slots only while its request is on the wire. The answer
+is classified by :mod:`services.uploader.classify`:
+
+- success: the reply;
+- unavailable (connection error, timeout, 502/503/504) or misconfigured (400, 401,
+  403): the health gate stops delivery and the call tries again when it lets it,
+  without counting an attempt against this ARC; past ``outage_budget_s`` of outage
+  the ARC fails (``target-failed``);
+- retry (408, 425, 429, other 5xx): tenacity re-runs it with exponential backoff and
+  full jitter, or after the server's ``Retry-After`` (never earlier), at most
+  ``max_attempts`` times; a ``Retry-After`` beyond ``retry_after_max_s`` ends it;
+- fail (other 4xx): :class:`AttemptError`, not retriable (the ARC's dead letter).
 """
 
 from __future__ import annotations
@@ -22,20 +30,13 @@ from typing import Any
 
 import httpx
 import orjson
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_any,
-    wait_random_exponential,
-)
-from tenacity.stop import stop_base
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_random_exponential
 
 from services.common import metrics
 from services.common.config import UploaderSettings
 from services.common.errors import ConfigError, DeliveryError
 from services.uploader.classify import Verdict, classify_status, failure_message, parse_retry_after
+from services.uploader.health import TargetHealth
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +44,11 @@ Sleep = Callable[[float], Awaitable[None]]
 
 
 class AttemptError(DeliveryError):
-    """One attempt failed; ``retriable`` per the table, ``retry_after`` when the server named a wait."""
+    """One attempt failed; ``verdict`` says why (see the module docstring)."""
 
-    def __init__(self, message: str, *, status: int | None, retriable: bool, retry_after: float | None = None) -> None:
-        super().__init__(message, status=status, retriable=retriable)
+    def __init__(self, message: str, *, status: int | None, verdict: Verdict, retry_after: float | None = None) -> None:
+        super().__init__(message, status=status, retriable=verdict is not Verdict.FAIL)
+        self.verdict = verdict
         self.retry_after = retry_after
         self.attempts = 1
 
@@ -98,35 +100,50 @@ def make_http_client(
     )
 
 
-class _WaitRetryAfterOrBackoff:
-    """The server's ``Retry-After`` plus a little jitter when it named one, else exponential backoff.
+class _ArcAttempts:
+    """tenacity's stop and wait for one call: only answers about this ARC count as attempts.
 
-    A server that says when to come back knows its load better than our backoff curve
-    does, so its wait replaces the curve (growing it further would only lengthen the tail
-    of a run); the jitter, never negative, keeps clients told the same second apart.
+    An answer about the target (unavailable, misconfigured) costs no attempt and no wait
+    here (the health gate waits); it ends the call only past the outage budget.
     """
 
-    def __init__(self, settings: UploaderSettings) -> None:
+    def __init__(self, settings: UploaderSettings, health: TargetHealth) -> None:
+        self._settings = settings
+        self._health = health
         self._backoff = wait_random_exponential(multiplier=settings.backoff_initial_s, max=settings.backoff_max_s)
+        self.counted = 0
 
-    def __call__(self, state: RetryCallState) -> float:
+    @staticmethod
+    def _error(state: RetryCallState) -> AttemptError | None:
         error = state.outcome.exception() if state.outcome else None
-        retry_after = getattr(error, "retry_after", None)
-        if retry_after is None:
-            return float(self._backoff(state))
-        return float(retry_after) + random.uniform(0, min(1.0, 0.1 * retry_after + 0.05))
+        return error if isinstance(error, AttemptError) else None
 
+    def stop(self, state: RetryCallState) -> bool:
+        error = self._error(state)
+        if error is None:
+            return True
+        if error.verdict is Verdict.UNAVAILABLE:
+            return self._health.down_for_s > self._settings.outage_budget_s
+        if error.verdict is Verdict.MISCONFIGURED:
+            return False
+        self.counted += 1
+        too_long = error.retry_after is not None and error.retry_after > self._settings.retry_after_max_s
+        return too_long or self.counted >= self._settings.max_attempts
 
-class _StopOnLongRetryAfter(stop_base):
-    """Stop when the server asks for a wait above ``retry_after_max_s`` (never retry it early)."""
+    def wait(self, state: RetryCallState) -> float:
+        """The server's ``Retry-After`` plus a little jitter when it named one, else exponential backoff.
 
-    def __init__(self, settings: UploaderSettings) -> None:
-        self.limit = settings.retry_after_max_s
-
-    def __call__(self, state: RetryCallState) -> bool:
-        error = state.outcome.exception() if state.outcome else None
-        retry_after = getattr(error, "retry_after", None)
-        return retry_after is not None and retry_after > self.limit
+        A server that says when to come back knows its load better than our backoff curve
+        does, so its wait replaces the curve; the jitter, never negative, keeps clients told
+        the same second apart.
+        """
+        error = self._error(state)
+        if error is None or error.verdict is Verdict.MISCONFIGURED:
+            return 0.0
+        if error.retry_after is None:
+            # Unavailable without a named wait: the health gate spaces the trials.
+            return float(self._backoff(state)) if error.verdict is Verdict.RETRY else 0.0
+        return error.retry_after + random.uniform(0, min(1.0, 0.1 * error.retry_after + 0.05))
 
 
 class TargetClient:
@@ -135,11 +152,13 @@ class TargetClient:
     def __init__(
         self,
         settings: UploaderSettings,
+        health: TargetHealth,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.settings = settings
+        self.health = health
         self.http = make_http_client(settings, transport)
         self._slots = asyncio.Semaphore(settings.max_concurrent_uploads)
         self._sleep = sleep
@@ -148,10 +167,11 @@ class TargetClient:
         await self.http.aclose()
 
     async def call(self, method: str, path: str, content: bytes | None = None) -> Reply:
-        """Send with retries; return the success reply or raise :class:`AttemptError` (``attempts`` set)."""
+        """Send until success; raise :class:`AttemptError` (``attempts`` set) when this ARC's request fails."""
+        policy = _ArcAttempts(self.settings, self.health)
         retrying = AsyncRetrying(
-            stop=stop_any(stop_after_attempt(self.settings.max_attempts), _StopOnLongRetryAfter(self.settings)),
-            wait=_WaitRetryAfterOrBackoff(self.settings),
+            stop=policy.stop,
+            wait=policy.wait,
             retry=retry_if_exception(lambda exc: isinstance(exc, AttemptError) and exc.retriable),
             sleep=self._sleep,
             reraise=True,
@@ -165,41 +185,53 @@ class TargetClient:
                     return Reply(status, body, attempt_number)
         except AttemptError as exc:
             exc.attempts = attempt_number
-            if exc.retriable:
+            if exc.verdict is Verdict.UNAVAILABLE:
+                exc.code = "target-failed"
+                exc.args = (f"{exc}; the target was unavailable for more than outage_budget_s",)
+            elif exc.verdict is Verdict.RETRY:
+                exc.code = "target-failed"
                 if exc.retry_after is not None and exc.retry_after > self.settings.retry_after_max_s:
                     exc.args = (
                         f"{exc}; the server asked to wait {exc.retry_after:.0f}s, more than "
                         f"retry_after_max_s={self.settings.retry_after_max_s:.0f}",
                     )
                 else:
-                    exc.args = (f"{exc}; gave up after {attempt_number} attempts",)
+                    exc.args = (f"{exc}; gave up after {policy.counted} attempts",)
             raise
         raise AssertionError("unreachable: tenacity either returns, raises or retries")
 
     async def _attempt(self, method: str, path: str, content: bytes | None) -> tuple[int, Any]:
         headers = {"Content-Type": "application/json"} if content is not None else None
-        async with self._slots:
+        async with self.health.admit(), self._slots:
             try:
                 response = await self.http.request(method, path, content=content, headers=headers)
             except httpx.TimeoutException as exc:
                 metrics.http_response("upload", None)
-                raise AttemptError(f"timeout ({type(exc).__name__})", status=None, retriable=True) from exc
+                reason = f"timeout ({type(exc).__name__})"
+                self.health.unavailable(reason)
+                raise AttemptError(reason, status=None, verdict=Verdict.UNAVAILABLE) from exc
             except httpx.TransportError as exc:
                 metrics.http_response("upload", None)
-                raise AttemptError(
-                    f"connection error ({type(exc).__name__}: {exc})", status=None, retriable=True
-                ) from exc
+                reason = f"connection error ({type(exc).__name__}: {exc})"
+                self.health.unavailable(reason)
+                raise AttemptError(reason, status=None, verdict=Verdict.UNAVAILABLE) from exc
         metrics.http_response("upload", response.status_code)
         verdict = classify_status(response.status_code)
         if verdict is Verdict.SUCCESS:
+            self.health.succeeded()
             return response.status_code, _json_or_none(response.content)
         message = failure_message(response.status_code, response.content, len(content) if content else None)
-        retry_after = parse_retry_after(response.headers.get("Retry-After")) if verdict is Verdict.RETRY else None
-        if verdict is Verdict.RETRY:
-            log.debug("%s %s: %s, retrying", method, path, message)
-        raise AttemptError(
-            message, status=response.status_code, retriable=verdict is Verdict.RETRY, retry_after=retry_after
-        )
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        if verdict is Verdict.UNAVAILABLE:
+            self.health.unavailable(message, retry_after)
+        elif verdict is Verdict.MISCONFIGURED:
+            self.health.misconfigured(response.status_code, message)
+        else:
+            self.health.succeeded()  # the target answered about this ARC: it is there
+            if verdict is Verdict.RETRY:
+                log.debug("%s %s: %s, retrying", method, path, message)
+        return_after = retry_after if verdict in (Verdict.RETRY, Verdict.UNAVAILABLE) else None
+        raise AttemptError(message, status=response.status_code, verdict=verdict, retry_after=return_after)
 
 
 def _json_or_none(content: bytes) -> Any:

@@ -91,7 +91,7 @@ def assert_same_output(payload: InvestigationPayload, fallback: str | None = Non
         with pytest.raises(FallbackMappingError) as refused:
             fast_build(payload)
         assert refused.value.reason == (fallback or REJECTED)
-        assert refused.value.error_class == "MappingError"
+        assert refused.value.code == "mapping-failed"
         return
     actual = fast_build(payload)
     if fallback is None:
@@ -456,7 +456,7 @@ def test_cannot_take_cases_are_refused_by_the_reference(case: str) -> None:
     )
     with pytest.raises(FallbackMappingError, match=reason) as refused:
         fast_build(payload)
-    assert refused.value.error_class == "MappingError"
+    assert refused.value.code == "mapping-failed"
 
 
 # -- generated corpora and a few larger investigations ---------------------------------------------
@@ -490,7 +490,7 @@ def test_worker_marks_fallback_builds_and_refusals() -> None:
     refused = decode_result(
         build(orjson.dumps(minimal_payload(studies=[Study(identifier="")]).model_dump(mode="json")))
     )
-    assert not refused.ok and refused.error_class == "MappingError" and refused.fallback == REJECTED
+    assert not refused.ok and refused.error_code == "mapping-failed" and refused.fallback == REJECTED
     assert FALLBACK_ENGINE == "arctrl-fallback"
 
 
@@ -535,7 +535,7 @@ def test_service_reports_fast_builds_and_counts_fallbacks(builder_settings: Call
             "inv-curie": ("built", FALLBACK_ENGINE),
             "inv-refused": ("failed", FALLBACK_ENGINE),
         }
-        assert report["inv-refused"]["error_class"] == "MappingError"
+        assert report["inv-refused"]["error_code"] == "mapping-failed"
 
     asyncio.run(scenario())
     assert fallbacks(reason) - before[reason] == 1

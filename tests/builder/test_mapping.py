@@ -358,11 +358,11 @@ def test_worker_frames_results_and_hashes_like_the_target_api(arctrl_worker: Non
 
 def test_worker_reports_bad_input_as_payload_errors(arctrl_worker: None) -> None:
     malformed = decode_result(build(b"{not json"))
-    assert (malformed.ok, malformed.error_class) == (False, "PayloadError")
+    assert (malformed.ok, malformed.error_code) == (False, "malformed-json")
     invalid = decode_result(build(orjson.dumps({"identifier": "x", "studies": "nope"})))
-    assert invalid.error_class == "PayloadError" and "studies" in (invalid.error_message or "")
+    assert invalid.error_code == "schema-violation" and "studies" in (invalid.error_message or "")
     unmappable = decode_result(build(orjson.dumps({"identifier": "x"})))
-    assert unmappable.error_class == "MappingError"
+    assert unmappable.error_code == "mapping-failed"
 
 
 def test_dates_are_pinned_from_the_payload_never_the_clock() -> None:

@@ -40,7 +40,7 @@ def test_a_hung_build_in_a_batch_is_the_only_one_timed_out(tmp_path: Path) -> No
     results = asyncio.run(scenario())
     assert [result is not None and result.ok for result in results] == [True, True, False, True]
     hung = results[2]
-    assert hung is not None and hung.error_class == "BuildTimeoutError"
+    assert hung is not None and hung.error_code == "build-timeout"
 
 
 def test_a_build_no_longer_wanted_when_a_worker_is_free_is_skipped(tmp_path: Path) -> None:

@@ -79,10 +79,10 @@ def test_payloads_markers_tombstones_and_failures_flow_through(
         assert [(r.key, r.partition) for r in arcs if r.partition != 0] == [(b"inv-other", 2)]
 
         failed = {r.key: header_dict(r.headers) for r in dlq}
-        assert {k: v["arcstream.error.class"] for k, v in failed.items()} == {
-            b"inv-malformed": "PayloadError",
-            b"inv-invalid": "PayloadError",
-            b"inv-unmappable": "MappingError",
+        assert {k: v["arcstream.error.code"] for k, v in failed.items()} == {
+            b"inv-malformed": "malformed-json",
+            b"inv-invalid": "schema-violation",
+            b"inv-unmappable": "mapping-failed",
         }
         assert next(r.value for r in dlq if r.key == b"inv-malformed") == b"{not json"
         assert all(
@@ -117,7 +117,7 @@ def test_payloads_markers_tombstones_and_failures_flow_through(
 
 
 def test_pause_engages_at_the_limit_and_releases(builder_settings: Callable[..., Settings], tmp_path: Path) -> None:
-    settings = builder_settings(max_concurrent_arc_builds=1, max_concurrent_tasks=1)
+    settings = builder_settings(max_concurrent_arc_builds=1, builder={"max_in_flight": 1})
     gate = tmp_path / "gate"
     payloads = [minimal_payload("inv-gated", description_text=f"gate:{gate}")] + [
         minimal_payload(f"inv-{i}") for i in range(2)
@@ -163,13 +163,13 @@ def test_timeout_kills_a_hung_build_and_the_service_continues(
 
             await wait_until(both_handled, "timeout on arc.dlq and the next ARC built")
         dlq = await topic(settings, settings.topics.dlq)
-        assert [(r.key, header_dict(r.headers)["arcstream.error.class"]) for r in dlq] == [
-            (b"inv-hung", "BuildTimeoutError")
+        assert [(r.key, header_dict(r.headers)["arcstream.error.code"]) for r in dlq] == [
+            (b"inv-hung", "build-timeout")
         ]
         assert [r.key for r in await topic(settings, settings.topics.arcs)] == [b"inv-after"]
         report = [json.loads(r.value) for r in await topic(settings, settings.topics.report)]
-        assert {(o["identifier"], o["status"], o["error_class"]) for o in report} == {
-            ("inv-hung", "failed", "BuildTimeoutError"),
+        assert {(o["identifier"], o["status"], o.get("error_code")) for o in report} == {
+            ("inv-hung", "failed", "build-timeout"),
             ("inv-after", "built", None),
         }
 
@@ -226,9 +226,7 @@ def test_an_arc_too_large_for_the_topic_goes_to_the_dlq(builder_settings: Callab
 
             await wait_until(handled, "both outcomes")
         dlq = await topic(settings, settings.topics.dlq)
-        assert [(r.key, header_dict(r.headers)["arcstream.error.class"]) for r in dlq] == [
-            (b"inv-big", "ArcTooLargeError")
-        ]
+        assert [(r.key, header_dict(r.headers)["arcstream.error.code"]) for r in dlq] == [(b"inv-big", "arc-too-large")]
         assert [r.key for r in await topic(settings, settings.topics.arcs)] == [b"inv-small"]
 
     asyncio.run(scenario())
@@ -253,10 +251,14 @@ def test_workers_are_recycled_after_max_builds(builder_settings: Callable[..., S
 
 def test_every_cannot_take_case_is_a_dlq_record_not_a_crash(builder_settings: Callable[..., Settings]) -> None:
     settings = builder_settings(max_concurrent_arc_builds=2)
-    bad = [
-        (f"inv-{i}".encode(), orjson.dumps(cannot_take_payload(case).model_dump(mode="json")), [], i % 3)
-        for i, case in enumerate(sorted(CANNOT_TAKE))
-    ]
+
+    def keyed(i: int, case: str) -> tuple[bytes, bytes, list[tuple[str, bytes]], int]:
+        payload = cannot_take_payload(case)
+        if payload.identifier.strip():  # each case its own identifier, and the key names it
+            payload = payload.model_copy(update={"identifier": f"inv-{i}"})
+        return payload.identifier.encode(), orjson.dumps(payload.model_dump(mode="json")), [], i % 3
+
+    bad = [keyed(i, case) for i, case in enumerate(sorted(CANNOT_TAKE))]
     good = payload_message(rich_payload("inv-rich"), partition=0)
 
     async def scenario() -> None:
@@ -269,7 +271,7 @@ def test_every_cannot_take_case_is_a_dlq_record_not_a_crash(builder_settings: Ca
             await wait_until(handled, "an outcome for every payload")
         dlq = await topic(settings, settings.topics.dlq)
         assert sorted(r.key for r in dlq) == sorted(key for key, *_ in bad)
-        assert {header_dict(r.headers)["arcstream.error.class"] for r in dlq} == {"MappingError"}
+        assert {header_dict(r.headers)["arcstream.error.code"] for r in dlq} == {"mapping-failed"}
         assert [r.key for r in await topic(settings, settings.topics.arcs)] == [b"inv-rich"]
 
     asyncio.run(scenario())
@@ -278,7 +280,7 @@ def test_every_cannot_take_case_is_a_dlq_record_not_a_crash(builder_settings: Ca
 def test_a_rebalance_keeps_in_flight_work_and_re_applies_pauses(
     builder_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
-    settings = builder_settings(max_concurrent_arc_builds=1, max_concurrent_tasks=1)
+    settings = builder_settings(max_concurrent_arc_builds=1, builder={"max_in_flight": 1})
     gate = tmp_path / "gate"
     gated = minimal_payload("inv-gated", description_text=f"gate:{gate}")
     group = f"builder-{settings.topics.prefix}"
@@ -296,7 +298,7 @@ def test_a_rebalance_keeps_in_flight_work_and_re_applies_pauses(
             before = service.rebalances
             # A second member subscribed to another topic makes the group rebalance; this builder
             # gets all its partitions back, and aiokafka has forgotten their pauses.
-            other = make_consumer(settings.kafka, [settings.topics.delivered], group)
+            other = make_consumer(settings.kafka, [settings.topics.state], group)
             await start_client(other, settings.kafka)
             try:
 
@@ -324,7 +326,7 @@ def test_a_rebalance_keeps_in_flight_work_and_re_applies_pauses(
 def test_a_superseded_version_waiting_for_a_worker_is_skipped(
     builder_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
-    settings = builder_settings(max_concurrent_arc_builds=1, max_concurrent_tasks=4)
+    settings = builder_settings(max_concurrent_arc_builds=1, builder={"max_in_flight": 4})
     gate = tmp_path / "gate"
     blocker = minimal_payload("inv-blocker", description_text=f"gate:{gate}")
     older, newer = minimal_payload("inv-k", title="older"), minimal_payload("inv-k", title="newer")
@@ -345,7 +347,7 @@ def test_a_superseded_version_waiting_for_a_worker_is_skipped(
 
             await wait_until(done, "three outcomes")
         report = [json.loads(r.value) for r in await topic(settings, settings.topics.report)]
-        mine = sorted((o["status"], o["duration_ms"] is None) for o in report if o["identifier"] == "inv-k")
+        mine = sorted((o["status"], o.get("duration_ms") is None) for o in report if o["identifier"] == "inv-k")
         assert mine == [("built", False), ("superseded", True)]  # the older one never reached a worker
         titles = [
             next(n for n in json.loads(r.value)["@graph"] if n["@id"] == "./")["name"]

@@ -22,6 +22,6 @@ def test_the_fast_engine_gets_a_deeper_queue_and_rare_recycling() -> None:
 
 
 def test_explicit_settings_override_the_engine_defaults() -> None:
-    settings = load_settings(max_concurrent_tasks=5, builder={"max_builds_per_worker": 7})
+    settings = load_settings(builder={"max_in_flight": 5, "max_builds_per_worker": 7})
     assert sizing.in_flight_limit(settings, "fast", 2) == 5
     assert sizing.max_builds_per_worker(settings, "arctrl") == 7

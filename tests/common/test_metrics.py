@@ -100,7 +100,7 @@ def test_counters_and_gauges_reach_the_endpoint(server: MetricsServer) -> None:
     before = scrape(server)
     metrics.message_in("build", 3)
     metrics.message_out("build", 2)
-    metrics.message_failed("build", "MappingError")
+    metrics.message_failed("build", "mapping-failed")
     metrics.set_in_flight("build", 7)
     metrics.set_paused_partitions("build", 2)
     metrics.http_response("upload", 503)
@@ -112,7 +112,7 @@ def test_counters_and_gauges_reach_the_endpoint(server: MetricsServer) -> None:
 
     assert delta("arcstream_messages_in_total", stage="build") == 3
     assert delta("arcstream_messages_out_total", stage="build") == 2
-    assert delta("arcstream_messages_failed_total", stage="build", error_class="MappingError") == 1
+    assert delta("arcstream_messages_failed_total", stage="build", error_code="mapping-failed") == 1
     assert value(after, "arcstream_in_flight", stage="build") == 7
     assert value(after, "arcstream_paused_partitions", stage="build") == 2
     assert delta("arcstream_http_responses_total", stage="upload", code="503") == 1

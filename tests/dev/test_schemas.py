@@ -47,7 +47,7 @@ def test_payload_schema_and_model_agree(sample: dict[str, Any], valid: bool) -> 
             {"identifier": "i", "stage": "upload", "status": "created", "attempts": 2, "http_status": 200},
             True,
         ),
-        ({"identifier": "i", "stage": "build", "status": "failed", "error_class": "MappingError"}, True),
+        ({"identifier": "i", "stage": "build", "status": "failed", "error_code": "mapping-failed"}, True),
         ({"identifier": "i", "stage": "ship", "status": "created"}, False),
         ({"identifier": "i", "stage": "upload", "status": "lost"}, False),
         ({"stage": "upload", "status": "created"}, False),

@@ -201,7 +201,7 @@ def cdc_stack(
             "rdi": "cdc-test",
             "max_concurrent_arc_builds": 1,
             "uploader": {"target_url": store.url},
-            "builder": {"group_id": f"{prefix}-builder", "shutdown_grace_s": 1.0},
+            "builder": {"group_id": f"{prefix}-builder", "shutdown_grace_ms": 1000},
         }
         config["uploader"]["group_id"] = f"{prefix}-uploader"
     config_file = tmp / "arcstream.yaml"

@@ -309,7 +309,7 @@ def test_bad_change_records_are_reported_and_skipped_heartbeats_and_signals_igno
             assert len(failures()) == len(bad), "heartbeats and signals are not failures"
             assert {r["stage"] for r in failures()} == {"extract"}
             assert {r["status"] for r in failures()} == {"failed"}
-            assert {r["error_class"] for r in failures()} == {"ChangeRecordError", "UnmappableChangeError"}
+            assert {r["error_code"] for r in failures()} == {"unreadable-change", "unmapped-table", "unmapped-change"}
 
     asyncio.run(scenario())
 

@@ -15,7 +15,7 @@ from services.common.kafka.clients import make_producer, start_client
 from services.common.kafka.reading import read_topic
 from services.common.kafka.topics import ensure_topics
 from services.common.records import (
-    H_ERROR_CLASS,
+    H_ERROR_CODE,
     H_ERROR_MESSAGE,
     H_ERROR_STAGE,
     H_ORIGIN_OFFSET,
@@ -56,7 +56,7 @@ class Topics:
     def dead_letter(self, key: str, value: bytes | None, origin_offset: int | None) -> None:
         headers: dict[str, str | int | None] = {
             H_RUN_ID: "run-1",
-            H_ERROR_CLASS: "MappingError",
+            H_ERROR_CODE: "mapping-failed",
             H_ERROR_MESSAGE: "study identifier 's/1' is invalid",
             H_ERROR_STAGE: "build",
         }
@@ -88,15 +88,15 @@ def test_republishes_to_the_origin_without_error_headers_once(settings: Settings
 
     items = run(replay_dlq(settings))
 
-    assert [(i.key, i.action, i.to_topic, i.origin_offset, i.error_class) for i in items] == [
-        ("inv-1", "republished", settings.topics.investigations, offset, "MappingError")
+    assert [(i.key, i.action, i.to_topic, i.origin_offset, i.error_code) for i in items] == [
+        ("inv-1", "republished", settings.topics.investigations, offset, "mapping-failed")
     ]
     origin = run(read_topic(settings.kafka, settings.topics.investigations))
     assert [(r.key, r.value, r.partition) for r in origin] == [(b"inv-1", b'{"v": 1}', 0)] * 2
     headers = header_dict(origin[-1].headers)
     assert headers[H_RUN_ID] == "run-1"
     assert headers[H_REPLAYED_FROM] == f"{settings.topics.dlq}/0/0"
-    assert not {H_ERROR_CLASS, H_ERROR_MESSAGE, H_ERROR_STAGE, H_ORIGIN_TOPIC, H_ORIGIN_OFFSET} & headers.keys()
+    assert not {H_ERROR_CODE, H_ERROR_MESSAGE, H_ERROR_STAGE, H_ORIGIN_TOPIC, H_ORIGIN_OFFSET} & headers.keys()
     # A second run finds nothing new: each dead letter is replayed once.
     assert run(replay_dlq(settings)) == []
     assert len(records(settings, settings.topics.investigations)) == 2

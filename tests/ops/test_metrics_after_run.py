@@ -71,7 +71,7 @@ def test_series_after_a_build_and_upload_run(
     assert delta("arcstream_messages_in_total", stage="build") == 4
     assert delta("arcstream_outcomes_total", stage="build", status="built") == 3
     assert delta("arcstream_outcomes_total", stage="build", status="failed") == 1
-    assert delta("arcstream_messages_failed_total", stage="build", error_class="MappingError") == 1
+    assert delta("arcstream_messages_failed_total", stage="build", error_code="mapping-failed") == 1
     assert delta("arcstream_messages_out_total", stage="build") >= 3
     assert delta("arcstream_messages_in_total", stage="upload") == 3
     assert delta("arcstream_outcomes_total", stage="upload", status="created") == 3

@@ -17,7 +17,7 @@ def test_cdc_changes_tombstones_and_force(
     make_settings: Callable[..., Settings], make_store: Callable[..., StoreProcess], arcs_topic: ArcsTopic
 ) -> None:
     store = make_store()
-    settings = upload_settings(make_settings, store)
+    settings = upload_settings(make_settings, store, target_deletes=True)
 
     async def reported(count: int) -> None:
         async def enough() -> bool:
@@ -50,16 +50,19 @@ def test_cdc_changes_tombstones_and_force(
         assert by_id == {"cdc-a": ["created", "updated"], "cdc-b": ["created", "deleted", "created"]}
         deleted = next(o for o in records if o.status == "deleted")
         assert deleted.http_status == 200 and deleted.arc_id == arc_id("cdc-b", "test-rdi")
-        # The forced re-export (new group, from the beginning) sends again what the first group had
-        # marked unchanged; versions of cdc-b still waiting behind a newer one may be skipped.
+        # The forced re-export (new group, from the beginning) sends everything again; content the
+        # target already holds is reported unchanged (the target answers "updated" for it too);
+        # versions of cdc-b still waiting behind a newer one may be superseded.
         again = records[5:]
-        assert len(again) == 5 and "unchanged" not in {o.status for o in again}
-        assert {o.status for o in again} <= {"created", "updated", "deleted", "skipped"}
+        assert len(again) == 5
+        assert {o.status for o in again} <= {"created", "updated", "unchanged", "deleted", "superseded"}
         last = {o.identifier: o.status for o in again}
-        assert last == {"cdc-a": "updated", "cdc-b": last["cdc-b"]} and last["cdc-b"] in ("created", "updated")
+        # cdc-a: the old version went in first (updated), then the new one again (updated), unless the
+        # old one was superseded while waiting; then the new one equals what the target holds (unchanged).
+        assert last["cdc-a"] in ("updated", "unchanged") and last["cdc-b"] in ("created", "unchanged")
         assert len(store.get("/v3/arcs")) == 2
         posts = [r for r in store.requests() if r["path"] == "/v3/arcs" and r["method"] == "POST"]
-        assert len(posts) == 4 + sum(o.status in ("created", "updated") for o in again)
+        assert len(posts) == 4 + sum(o.status in ("created", "updated", "unchanged") for o in again)
 
     asyncio.run(scenario())
 

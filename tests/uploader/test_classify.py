@@ -21,13 +21,23 @@ def test_2xx_is_success(status: int) -> None:
     assert classify_status(status) is Verdict.SUCCESS
 
 
-@pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504, 599])
-def test_timeouts_rate_limits_and_server_errors_are_retried(status: int) -> None:
+@pytest.mark.parametrize("status", [408, 425, 429, 500, 501, 599])
+def test_request_timeouts_rate_limits_and_server_errors_retry_the_arc(status: int) -> None:
     assert classify_status(status) is Verdict.RETRY
 
 
-@pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 413, 422, 418, 301])
-def test_client_errors_fail_at_once(status: int) -> None:
+@pytest.mark.parametrize("status", [502, 503, 504])
+def test_gateway_errors_and_overload_mean_the_target_is_unavailable(status: int) -> None:
+    assert classify_status(status) is Verdict.UNAVAILABLE
+
+
+@pytest.mark.parametrize("status", [400, 401, 403])
+def test_unknown_rdi_and_certificate_refusals_mean_the_uploader_is_misconfigured(status: int) -> None:
+    assert classify_status(status) is Verdict.MISCONFIGURED
+
+
+@pytest.mark.parametrize("status", [404, 409, 413, 422, 418, 301])
+def test_other_client_errors_fail_the_arc_at_once(status: int) -> None:
     assert classify_status(status) is Verdict.FAIL
 
 

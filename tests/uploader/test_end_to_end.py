@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from services.common.config import Settings
 from services.common.content_hash import arc_id
-from services.ops.run_report import run_report
+from services.ops.run_report import ReportScope, run_report
 from tests.support import until
 
 from .conftest import ArcsTopic, StoreProcess, arc_document, outcomes, running_uploader, upload_settings
@@ -16,7 +16,7 @@ from .conftest import ArcsTopic, StoreProcess, arc_document, outcomes, running_u
 N = 200
 
 
-def test_snapshot_run_is_one_complete_harvest_and_second_run_is_unchanged(
+def test_snapshot_run_is_one_complete_harvest_and_re_runs_submit_every_arc_as_unchanged(
     make_settings: Callable[..., Settings], make_store: Callable[..., StoreProcess], arcs_topic: ArcsTopic
 ) -> None:
     store = make_store()
@@ -48,7 +48,7 @@ def test_snapshot_run_is_one_complete_harvest_and_second_run_is_unchanged(
         assert all(o.arc_id == arc_id(o.identifier, "test-rdi") and o.content_hash for o in first)
         assert all(o.latency_ms is not None and o.duration_ms is not None for o in first)
 
-        report = await run_report(settings, run_id)
+        report = await run_report(settings, ReportScope.from_settings(settings, run_id))
         assert report["@type"] == "schema:Action"
         assert report["schema:actionStatus"] == "schema:CompletedActionStatus"
         assert report["schema:startTime"] and report["schema:endTime"]
@@ -61,25 +61,27 @@ def test_snapshot_run_is_one_complete_harvest_and_second_run_is_unchanged(
         assert entry["fairagro:failedDatasets"] == 0
         assert entry["fairagro:failedRecords"] == []
 
-        # Second run, same content (new publishing dates, ignored by the hash): nothing is sent again.
-        posts_before = sum(1 for r in store.requests() if r["path"].endswith("/arcs"))
-        second_run, _ = await arcs_topic.snapshot_run([arc_document(f"inv-{i:03d}") for i in range(N)])
+        # Second and third run, same content (new publishing dates, ignored by the hash): a harvest must
+        # contain every ARC of the run, so each is submitted again and reported unchanged.
+        for number in (2, 3):
+            posts_before = sum(1 for r in store.requests() if r["path"].endswith("/arcs"))
+            again, _ = await arcs_topic.snapshot_run([arc_document(f"inv-{i:03d}") for i in range(N)])
 
-        async def second_finished() -> bool:
-            harvests = store.get("/v3/harvests")
-            return len(harvests) == 2 and all(h["status"] != "RUNNING" for h in harvests)
+            async def finished(number: int = number) -> bool:
+                harvests = store.get("/v3/harvests")
+                return len(harvests) == number and all(h["status"] != "RUNNING" for h in harvests)
 
-        async with running_uploader(settings):
-            await until(second_finished, what="second harvest closed")
+            async with running_uploader(settings):
+                await until(finished, what=f"harvest {number} closed")
 
-        second = [o for o in await outcomes(settings) if o.run_id == second_run]
-        assert Counter(o.status for o in second) == {"unchanged": N}
-        assert all(o.attempts == 0 and o.http_status is None for o in second)
-        assert sum(1 for r in store.requests() if r["path"].endswith("/arcs")) == posts_before
-        second_harvest = next(h for h in store.get("/v3/harvests") if h["harvest_id"] != harvest["harvest_id"])
-        assert second_harvest["status"] == "COMPLETED"
-        report = await run_report(settings, second_run)
-        assert report["schema:result"][0]["fairagro:harvestedDatasets"] == N
-        assert report["schema:result"][0]["fairagro:unchangedDatasets"] == N
+            outcomes_of_run = [o for o in await outcomes(settings) if o.run_id == again]
+            assert Counter(o.status for o in outcomes_of_run) == {"unchanged": N}
+            assert all(o.attempts == 1 and o.http_status == 200 and o.harvest_id for o in outcomes_of_run)
+            assert sum(1 for r in store.requests() if r["path"].endswith("/arcs")) == posts_before + N
+            latest = max(store.get("/v3/harvests"), key=lambda h: h["started_at"])
+            assert latest["status"] == "COMPLETED"
+            assert latest["statistics"]["arcs_submitted"] == N
+            entry = (await run_report(settings, ReportScope.from_settings(settings, again)))["schema:result"][0]
+            assert (entry["fairagro:unchangedDatasets"], entry["fairagro:harvestedDatasets"]) == (N, N)
 
     asyncio.run(scenario())

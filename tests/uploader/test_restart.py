@@ -17,7 +17,7 @@ from tests.support import until
 
 from .conftest import ArcsTopic, StoreProcess, arc_document, outcomes, upload_settings
 
-TERMINAL = {"created", "updated", "unchanged", "failed", "skipped", "deleted"}
+TERMINAL = {"created", "updated", "unchanged", "failed", "superseded", "deleted", "retained"}
 
 
 def _spawn_uploader(settings: Settings, log_file: Path) -> subprocess.Popen[bytes]:

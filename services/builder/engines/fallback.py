@@ -31,7 +31,3 @@ class FallbackMappingError(MappingError):
     def __init__(self, message: str, reason: str) -> None:
         super().__init__(message)
         self.reason = reason
-
-    @property
-    def error_class(self) -> str:
-        return MappingError.__name__

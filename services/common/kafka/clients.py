@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -48,11 +49,15 @@ def common_options(kafka: KafkaSettings) -> dict[str, Any]:
     return options
 
 
-def make_producer(kafka: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
-    """A producer sized for multi-MB ARCs; ``acks=all``, no idempotence (the dev broker lacks it)."""
+def make_producer(kafka: KafkaSettings, *, idempotent: bool = False, **overrides: Any) -> AIOKafkaProducer:
+    """A producer sized for multi-MB ARCs, ``acks=all``; idempotent where the broker supports it.
+
+    Long-lived service producers come from :func:`services.common.kafka.capabilities.start_producer`,
+    which probes the broker for idempotence; short-lived tool producers may skip the probe.
+    """
     options = common_options(kafka) | {
         "acks": "all",
-        "enable_idempotence": False,
+        "enable_idempotence": idempotent,
         "compression_type": kafka.compression_type,
         "max_request_size": kafka.max_request_size,
         "linger_ms": kafka.linger_ms,
@@ -91,17 +96,29 @@ class _Silenced(logging.Filter):
         return False
 
 
+@contextmanager
+def quiet_aiokafka() -> Iterator[None]:
+    """Silence aiokafka's own logging inside the block: a failure there is reported by us, in one line."""
+    silenced = _Silenced()
+    # A filter applies only to records of its own logger, so every aiokafka logger gets it.
+    names = ["aiokafka", *(name for name in logging.root.manager.loggerDict if name.startswith("aiokafka."))]
+    loggers = [logging.getLogger(name) for name in names]
+    for logger in loggers:
+        logger.addFilter(silenced)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(silenced)
+
+
 async def start_client(client: AIOKafkaProducer | AIOKafkaConsumer | AIOKafkaAdminClient, kafka: KafkaSettings) -> None:
     """Start a client; an unreachable broker becomes one clear :class:`BrokerUnavailableError`."""
-    aiokafka_log = logging.getLogger("aiokafka")
-    silenced = _Silenced()
-    aiokafka_log.addFilter(silenced)
     try:
-        await client.start()
+        with quiet_aiokafka():
+            await client.start()
     except (KafkaConnectionError, KafkaError, OSError) as exc:
         raise BrokerUnavailableError(
             f"cannot reach Kafka at {kafka.bootstrap_servers} ({type(exc).__name__}): "
             "start it (arcstream dev up) or set KAFKA_BOOTSTRAP_SERVERS"
         ) from exc
-    finally:
-        aiokafka_log.removeFilter(silenced)

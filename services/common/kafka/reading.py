@@ -18,7 +18,7 @@ async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[Topic
     """The partitions of ``topic``, refreshing metadata once if the client has not seen it yet."""
     partitions = consumer.partitions_for_topic(topic)
     if not partitions:
-        await consumer.force_metadata_update()
+        await consumer.topics()  # refreshes the cluster metadata
         partitions = consumer.partitions_for_topic(topic) or set()
     return [TopicPartition(topic, p) for p in sorted(partitions)]
 

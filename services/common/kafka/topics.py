@@ -47,7 +47,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
             t.partitions,
             {"cleanup.policy": "delete", "retention.ms": str(t.dlq_retention_ms), "max.message.bytes": big},
         ),
-        TopicSpec(t.delivered, t.partitions, {"cleanup.policy": "compact"}),
+        TopicSpec(t.state, t.partitions, {"cleanup.policy": "compact"}),
     ]
 
 

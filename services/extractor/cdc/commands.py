@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 from typing import Any
 
 from services.common.config import Settings, load_settings
+from services.common.kafka.stage import run_until_signalled
 from services.common.logs import configure_logging
 from services.extractor.source.schema import connect
 
@@ -60,13 +60,6 @@ def _setup(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _until_signalled(work: Any, stop: asyncio.Event) -> Any:
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    return await work
-
-
 def _capture(args: argparse.Namespace) -> int:
     from services.extractor.cdc.capture.jvm import start_jvm
     from services.extractor.cdc.capture.runner import captured_tables, run_capture
@@ -74,8 +67,7 @@ def _capture(args: argparse.Namespace) -> int:
     settings = _cdc_settings(args, slot_name=args.slot, topic_prefix=args.topic_prefix)
     tables = asyncio.run(captured_tables(settings))  # fail fast, before the JVM starts
     start_jvm(settings.log_level, settings.cdc.java_options)
-    stop = asyncio.Event()
-    asyncio.run(_until_signalled(run_capture(settings, tables, stop), stop))
+    asyncio.run(run_until_signalled(lambda stop: run_capture(settings, tables, stop)))
     return 0
 
 
@@ -83,6 +75,5 @@ def _extract_cdc(args: argparse.Namespace) -> int:
     from services.extractor.cdc.extractor import run_cdc_extractor
 
     settings = _cdc_settings(args, group_id=args.group_id, topic_prefix=args.topic_prefix)
-    stop = asyncio.Event()
-    asyncio.run(_until_signalled(run_cdc_extractor(settings, stop), stop))
+    asyncio.run(run_until_signalled(lambda stop: run_cdc_extractor(settings, stop)))
     return 0

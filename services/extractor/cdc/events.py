@@ -27,6 +27,8 @@ Row = dict[str, Any]
 class ChangeRecordError(RecordError):
     """A record on a change or transaction topic that cannot be understood."""
 
+    default_code = "unreadable-change"
+
 
 @dataclass(frozen=True)
 class TransactionMarker:

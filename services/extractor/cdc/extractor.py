@@ -11,9 +11,13 @@ tombstone when it no longer exists. Headers carry the source commit time of
 the oldest change a payload includes, so later stages measure end-to-end
 latency honestly.
 
-At-least-once: a record's offset is committed only after the payloads it
-caused are acknowledged (or its failure is on ``arc.report``). A record that
-cannot be understood or mapped is reported and skipped, never fatal.
+The consumer-group loop (poll, in-flight bound, contiguous commits, rebalances,
+recovery, SIGTERM) is :class:`services.common.kafka.stage.StageLoop`; this module
+is the assemble step. At-least-once: a record's offset is committed only after the
+payloads it caused are acknowledged. A record that cannot be understood or mapped
+is a failed input (dead letter and ``failed`` outcome), never fatal. On revocation
+and on stop, everything held is flushed first, so the next owner re-reads nothing
+that was already published.
 """
 
 from __future__ import annotations
@@ -26,17 +30,17 @@ from collections.abc import Sequence
 from typing import Any
 
 import psycopg
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import KafkaError
+from aiokafka import TopicPartition
 
 from services.common import metrics
 from services.common.config import Settings
 from services.common.errors import ConfigError, RecordError, SourceUnavailableError
-from services.common.kafka.clients import make_consumer, make_producer, start_client
-from services.common.kafka.offsets import OffsetTracker
-from services.common.kafka.topics import ensure_topics, topic_specs
+from services.common.kafka.member import stage_member
+from services.common.kafka.stage import Message, StageLoop, Step
+from services.common.kafka.topics import topic_specs
 from services.common.metrics_server import Readiness, serve_metrics
+from services.common.outcomes import OutcomeWriter
+from services.common.report import OutcomeRecord
 from services.extractor.cdc.capture.sink import transaction_topic
 from services.extractor.cdc.events import (
     SIGNAL_TABLE,
@@ -46,7 +50,7 @@ from services.extractor.cdc.events import (
     parse_change,
     parse_transaction,
 )
-from services.extractor.cdc.grouping import ChangeGrouper, Group
+from services.extractor.cdc.grouping import ChangeGrouper, Group, Position
 from services.extractor.cdc.mapping import InvestigationMapper, UnmappableChangeError
 from services.extractor.publisher import PayloadPublisher
 from services.extractor.source.loader import PayloadLoader
@@ -54,8 +58,6 @@ from services.extractor.source.schema import check_source_contract, connect
 
 log = logging.getLogger(__name__)
 
-#: Longest wait for new records, so stop requests and due flushes are noticed promptly.
-_MAX_POLL_S = 0.5
 STAGE: metrics.StageName = "extract"
 
 
@@ -75,62 +77,48 @@ def change_topic_pattern(settings: Settings) -> str:
     return pattern
 
 
-class CdcExtractor:
-    """Consumes change records and publishes the payloads of the investigations they touch."""
+class ChangeStep(Step):
+    """Maps change records to investigations, groups them, and publishes each touched investigation whole."""
 
     def __init__(
         self,
         settings: Settings,
-        consumer: AIOKafkaConsumer,
+        loop: StageLoop,
         conn: psycopg.AsyncConnection[Any],
         loader: PayloadLoader,
         publisher: PayloadPublisher,
+        outcomes: OutcomeWriter,
     ) -> None:
         self._settings = settings
-        self._consumer = consumer
+        self._loop = loop
         self._conn = conn
         self._loader = loader
         self._publisher = publisher
+        self._outcomes = outcomes
         self._mapper = InvestigationMapper(settings.cdc.table_mappings)
         self._tx_topic = transaction_topic(settings)
         self._grouper = ChangeGrouper(settings.cdc.debounce_ms / 1000, settings.cdc.transaction_timeout_ms / 1000)
-        self._tracker = OffsetTracker()
+        #: Records held by the grouper, by position: done when their group is published.
+        self._held: dict[Position, Message] = {}
+        #: One flush at a time (the loop's turn and a revocation may both flush).
+        self._flushing = asyncio.Lock()
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Consume until ``stop`` is set, then flush what is held and commit."""
-        while not stop.is_set():
-            wait = self._grouper.seconds_to_next(time.monotonic())
-            timeout = _MAX_POLL_S if wait is None else min(_MAX_POLL_S, wait)
-            batches = await self._consumer.getmany(timeout_ms=max(1, int(timeout * 1000)))
-            for records in batches.values():
-                metrics.message_in(STAGE, len(records))
-                for record in records:
-                    await self.handle(record)
-            await metrics.update_consumer_lag(STAGE, self._consumer)
-            group = self._grouper.due(time.monotonic())
-            if group:
-                await self.flush(group)
-        await self.flush(self._grouper.drain())
-
-    def forget(self) -> None:
-        """Partitions were revoked: drop in-memory state, uncommitted records are read again."""
-        self._grouper.clear()
-        self._tracker = OffsetTracker()
-
-    async def handle(self, record: ConsumerRecord[bytes, bytes]) -> None:
-        """Route one record into the grouper (reporting it first if it is bad)."""
-        tp = TopicPartition(record.topic, record.partition)
-        position = (tp, record.offset)
-        self._tracker.start(tp, record.offset)
+    async def take(self, message: Message) -> None:
+        """Route one record into the grouper (a bad one is its own failure first)."""
+        if message.recovered is not None:  # its failure outcome was written before a restart
+            self._loop.done(message)
+            return
+        position = (message.tp, message.offset)
+        self._held[position] = message
         now = time.monotonic()
-        if record.value is None or is_heartbeat(record.value):
+        if message.value is None or is_heartbeat(message.value):
             self._grouper.other(position, now)
             return
-        if record.topic == self._tx_topic:
+        if message.tp.topic == self._tx_topic:
             try:
-                marker = parse_transaction(record.value)
+                marker = parse_transaction(message.value)
             except ChangeRecordError as exc:
-                self._report(record, exc)
+                await self._fail(message, exc)
                 self._grouper.other(position, now)
                 return
             if marker.status == "END":
@@ -140,21 +128,41 @@ class CdcExtractor:
             return
         tx_id: str | None = None
         try:
-            change = parse_change(record.value)
+            change = parse_change(message.value)
             tx_id = change.tx_id
             roots = await self._roots(change.schema, change.table, change.rows)
         except RecordError as exc:
-            self._report(record, exc)
-            self._grouper.change(position, tx_id, set(), None, now)
+            await self._fail(message, exc)
+            self._grouper.change(position, tx_id, set(), None, now)  # still counts for its transaction
             return
         self._grouper.change(position, tx_id, roots, change.commit_ts_ms, now)
+
+    def poll_timeout_s(self) -> float | None:
+        return self._grouper.seconds_to_next(time.monotonic())
+
+    async def tick(self) -> None:
+        group = self._grouper.due(time.monotonic())
+        if group:
+            await self.flush(group)
+
+    async def partitions_revoked(self, partitions: frozenset[TopicPartition]) -> None:
+        await self.flush(self._grouper.drain())
+
+    def partitions_lost(self, partitions: frozenset[TopicPartition]) -> None:
+        self._grouper.clear()
+        self._held.clear()
+
+    async def stopping(self) -> None:
+        await self.flush(self._grouper.drain())
 
     async def _roots(self, schema: str, table: str, rows: Sequence[dict[str, Any]]) -> set[str]:
         if table == SIGNAL_TABLE:
             return set()
         mapping = self._mapper.mapping_for(schema, table)
         if mapping is None:
-            raise ChangeRecordError(f"no mapping for captured table {schema}.{table} (cdc.table_mappings)")
+            raise ChangeRecordError(
+                f"no mapping for captured table {schema}.{table} (cdc.table_mappings)", code="unmapped-table"
+            )
         roots: set[str] = set()
         for row in rows:
             roots |= await self._mapper.investigations(self._conn, mapping, row)
@@ -165,19 +173,23 @@ class CdcExtractor:
             )
         return roots
 
-    def _report(self, record: ConsumerRecord[bytes, bytes], exc: RecordError) -> None:
-        where = f"{record.topic}/{record.partition}/{record.offset}"
-        log.warning(
-            "skipping change record %s: %s",
-            where,
-            exc,
-            extra={"topic": record.topic, "partition": record.partition, "offset": record.offset},
+    async def _fail(self, message: Message, exc: RecordError) -> None:
+        """A change record that cannot be used: its dead letter and ``failed`` outcome, right away."""
+        where = f"{message.tp.topic}/{message.tp.partition}/{message.offset}"
+        outcome = OutcomeRecord(
+            identifier=where, stage="extract", status="failed", error_code=exc.code, error_message=str(exc)
         )
-        self._publisher.fail(where, exc.error_class, str(exc))
-        metrics.message_failed(STAGE, exc.error_class)
+        async with self._loop.finishing(message):
+            await self._outcomes.fail(
+                outcome, key=message.key, value=message.value, headers=message.raw_headers, origin=message.origin
+            )
 
     async def flush(self, group: Group) -> None:
-        """Re-read each touched investigation once, publish it whole, then commit what is done."""
+        """Re-read each touched investigation once, publish it whole, then mark its records done."""
+        async with self._flushing:
+            await self._publish(group)
+
+    async def _publish(self, group: Group) -> None:
         identifiers = sorted(group.roots)
         published: list[str] = []
         batch = self._settings.db_batch_size
@@ -193,8 +205,8 @@ class CdcExtractor:
                 source_ts = iso_from_ms(ts_ms) if ts_ms is not None else None
                 result = results.get(identifier)
                 if result is not None and result.payload_json is None:
-                    self._publisher.fail(identifier, "AssemblyError", result.error or "cannot assemble")
-                    metrics.message_failed(STAGE, "AssemblyError")
+                    self._publisher.fail(identifier, "assembly-failed", result.error or "cannot assemble")
+                    metrics.message_failed(STAGE, "assembly-failed")
                     continue
                 await self._publisher.publish(identifier, result.payload_json if result else None, source_ts=source_ts)
                 published.append(identifier)
@@ -206,62 +218,36 @@ class CdcExtractor:
                 metrics.observe_latency(STAGE, max(0.0, now_ms - ts_ms) / 1000)
         metrics.message_out(STAGE, len(published))
         log.debug("published %d investigation(s) from %d change record(s)", len(published), len(group.positions))
-        for tp, offset in group.positions:
-            self._tracker.done(tp, offset)
-        await self._commit()
-
-    async def _commit(self) -> None:
-        points = self._tracker.commit_points()
-        if not points:
-            return
-        try:
-            await self._consumer.commit(points)
-        except KafkaError as exc:
-            # A rebalance took the partitions: the new owner re-reads from the last commit.
-            log.warning("offset commit failed (%s); records will be read again", exc)
-            return
-        self._tracker.committed(points)
-
-
-class _Rebalance(ConsumerRebalanceListener):
-    def __init__(self, readiness: Readiness) -> None:
-        self.extractor: CdcExtractor | None = None
-        self._readiness = readiness
-
-    async def on_partitions_revoked(self, revoked: Any) -> None:
-        self._readiness.set("assigned", False)
-        if self.extractor is not None:
-            self.extractor.forget()
-
-    async def on_partitions_assigned(self, assigned: Any) -> None:
-        self._readiness.set("assigned", True)
-        log.info("assigned %d change topic partition(s)", len(assigned))
+        for position in group.positions:
+            message = self._held.pop(position, None)
+            if message is not None:
+                self._loop.done(message)
 
 
 async def run_cdc_extractor(settings: Settings, stop: asyncio.Event) -> None:
     """Run incremental extraction until ``stop`` is set."""
     pattern = change_topic_pattern(settings)
     conn = await connect(settings.database_url.get_secret_value(), autocommit=True)
-    producer = make_producer(settings.kafka)
-    # Short fetch waits: a change should not sit at the broker for the default 500 ms long poll.
-    consumer = make_consumer(
-        settings.kafka, [], group_id=settings.cdc.group_id, metadata_max_age_ms=3000, fetch_max_wait_ms=50
-    )
     try:
         loader = PayloadLoader(await check_source_contract(conn))
-        await ensure_topics(settings)
-        await start_client(producer, settings.kafka)
         readiness = Readiness("broker", "assigned")
-        listener = _Rebalance(readiness)
-        consumer.subscribe(pattern=pattern, listener=listener)
-        async with serve_metrics(settings.metrics, readiness):
-            await start_client(consumer, settings.kafka)
-            readiness.set("broker", True)
-            extractor = CdcExtractor(settings, consumer, conn, loader, PayloadPublisher(producer, settings))
-            listener.extractor = extractor
+        async with (
+            serve_metrics(settings.metrics, readiness),
+            stage_member(
+                settings,
+                STAGE,
+                settings.cdc,
+                max_in_flight=settings.cdc.max_in_flight,
+                readiness=readiness,
+                pattern=pattern,
+                # Short fetch waits: a change should not sit at the broker for the default 500 ms long poll.
+                metadata_max_age_ms=3000,
+                fetch_max_wait_ms=50,
+            ) as member,
+        ):
+            publisher = PayloadPublisher(member.producer, settings)
+            step = ChangeStep(settings, member.loop, conn, loader, publisher, member.outcomes)
             log.info("extracting changes from %s.* as group %s", settings.cdc.topic_prefix, settings.cdc.group_id)
-            await extractor.run(stop)
+            await member.loop.run(step, stop)
     finally:
-        await consumer.stop()
-        await producer.stop()
         await conn.close()

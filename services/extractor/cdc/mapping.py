@@ -39,6 +39,8 @@ DEFAULT_MAPPINGS: dict[str, dict[str, str]] = {
 class UnmappableChangeError(RecordError):
     """A captured row cannot be attributed to any investigation."""
 
+    default_code = "unmapped-change"
+
 
 @dataclass(frozen=True)
 class TableMapping:
