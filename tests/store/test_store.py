@@ -105,3 +105,20 @@ def test_raw_members_keep_the_exact_text() -> None:
     for bad in ("[]", '{"a" 1}', '{"a": 1,}', '{"a": 1} x'):
         with pytest.raises(ValueError):
             parse_members(bad)
+
+
+IDENTIFIERS = ["Test", "  Test \n", ["Test"], [" Test"], {"@value": " Test "}, [{"@value": "Test"}], 42, "", [], {}]
+
+
+@pytest.mark.parametrize("value", IDENTIFIERS)
+def test_identifier_rule_is_the_apis_own(value: Any) -> None:
+    """The store reads the root identifier exactly as the API's model (fairagro-middleware-shared) does."""
+    from middleware.shared.api_models.common.rocrate import extract_identifier
+
+    from services.store.validation import normalized_identifier
+
+    try:
+        expected: str | None = extract_identifier({"@id": "./", "identifier": value})
+    except ValueError:
+        expected = None
+    assert normalized_identifier(value) == expected
