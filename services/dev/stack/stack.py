@@ -65,7 +65,9 @@ def up(state_dir: Path, *, with_store: bool = True, known_rdis: Sequence[str] = 
     """Start (or reuse) PostgreSQL, the broker and the store; record and return where they are.
 
     A store started here also recognises ``known_rdis`` (the configured ``rdi``); a reused one
-    keeps the RDIs it was started with.
+    keeps the RDIs it was started with. Its ``DELETE /v3/arcs/{id}`` extension is switched on:
+    the stack's store stands for a target that can delete, so the demo shows deletes arriving
+    (the real API cannot delete; ``arcstream store`` alone and the test fixtures leave it off).
     """
     state = read_state(state_dir) or StackState()
     postgres = _external("DATABASE_URL")
@@ -87,7 +89,7 @@ def up(state_dir: Path, *, with_store: bool = True, known_rdis: Sequence[str] = 
         store = _external("ARC_STORE_URL")
         if store is None:
             running = state.store if state.store and is_running(state.store.pid) else None
-            store = running or start_store(state_dir, known_rdis=known_rdis)
+            store = running or start_store(state_dir, extra_args=["--enable-delete"], known_rdis=known_rdis)
         state.store = store
         write_state(state_dir, state)
     return state
