@@ -68,16 +68,22 @@ def _require_json_answer(request: web.Request) -> None:
 
 
 def _query_int(request: web.Request, name: str, default: int, low: int, high: int | None = None) -> int:
+    """A bounded integer query parameter, refused (422) in FastAPI's words."""
     raw = request.query.get(name)
     if raw is None:
         return default
+    problem: tuple[str, str] | None = None
     try:
         value = int(raw)
     except ValueError:
-        value = low - 1
-    if value < low or (high is not None and value > high):
-        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise ApiError(422, [{"type": "int_parsing", "loc": ["query", name], "msg": f"Input should be {bound}"}])
+        problem = ("int_parsing", "Input should be a valid integer, unable to parse string as an integer")
+    else:
+        if value < low:
+            problem = ("greater_than_equal", f"Input should be greater than or equal to {low}")
+        elif high is not None and value > high:
+            problem = ("less_than_equal", f"Input should be less than or equal to {high}")
+    if problem is not None:
+        raise ApiError(422, [{"type": problem[0], "loc": ["query", name], "msg": problem[1]}])
     return value
 
 

@@ -228,7 +228,10 @@ ROWS = [
     Row("harvests are listed by RDI with skip and limit",
         Call("GET", f"/v3/harvests?rdi={RDI}&skip=1&limit=1"), 200, [{"harvest_id": "{harvest2}"}],
         given=(harvest(), harvest(), harvest())),
-    Row("limit is 1..1000", Call("GET", "/v3/harvests?limit=0"), 422),
+    Row("limit is 1..1000", Call("GET", "/v3/harvests?limit=1001"), 422,
+        {"detail": [{"type": "less_than_equal", "loc": ["query", "limit"]}]}),
+    Row("skip is not negative", Call("GET", "/v3/harvests?skip=-1"), 422,
+        {"detail": [{"type": "greater_than_equal", "loc": ["query", "skip"]}]}),
     Row("listing an unknown RDI is 400", Call("GET", "/v3/harvests?rdi=nope"), 400),
     # -- what the API lacks, and overload --------------------------------------------------------
     Row("no DELETE for ARCs", Call("DELETE", f"/v3/arcs/{TEST_ID}"), 404, {"detail": "Not Found"},
