@@ -123,7 +123,9 @@ class StoreApp:
         # aiohttp's own limit sits above ours so an oversized body gets our 413 with the hint.
         app = web.Application(client_max_size=self.faults.max_body_bytes + 1, middlewares=[self._middleware])
         app.router.add_post("/v3/arcs", self.post_arc)
+        # The API has no /v3/arcs/{arc_id} at all (404 for any method); both extensions answer so when off.
         app.router.add_delete("/v3/arcs/{arc_id}", self.delete_arc)
+        app.router.add_get("/v3/arcs/{arc_id}", self.get_arc)
         app.router.add_post("/v3/harvests", self.create_harvest)
         app.router.add_get("/v3/harvests", self.list_harvests)
         app.router.add_get("/v3/harvests/{harvest_id}", self.get_harvest)
@@ -135,7 +137,6 @@ class StoreApp:
             app.router.add_get(f"/v3/{name}", self.health)
         if self.settings.test_hooks:
             app.router.add_get("/v3/arcs", self.list_arcs)
-            app.router.add_get("/v3/arcs/{arc_id}", self.get_arc)
             app.router.add_get("/_store/requests", self.request_log)
         if self.git_sync is not None:
             app.on_startup.append(self._start_git_sync)
@@ -355,6 +356,8 @@ class StoreApp:
         return json_response([asdict(meta) for meta in self.repo.arcs.values() if rdi is None or meta.rdi == rdi])
 
     async def get_arc(self, request: web.Request) -> web.Response:
+        if not self.settings.test_hooks:
+            raise ApiError(404, "Not Found")
         try:
             raw = await self.repo.read_arc(request.match_info["arc_id"])
         except NotFoundError as exc:
