@@ -129,6 +129,7 @@ def scenario(bootstrap: str, n: int, failure_rate: float, retry_after: float, co
         store = start_store(
             Path(tmp),
             extra_args=["--failure-rate", str(failure_rate), "--retry-after", str(retry_after), "--seed", "1"],
+            known_rdis=("bench",),
         )
         try:
             settings = load_settings(

@@ -208,10 +208,23 @@ class StoreSettings(BaseModel):
     max_body_bytes: int = 256 * 1024 * 1024
     #: Seed for the injected failures, so a demo or benchmark run is repeatable.
     failure_seed: int | None = None
-    #: HTTPS: server certificate and key; with ``tls_client_ca`` a client certificate is required (mTLS).
+    #: HTTPS: server certificate and key. With ``tls_client_ca`` the API requires a client certificate
+    #: signed by that CA (401 without) and takes the RDIs a client may use from its certificate (403).
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
+    #: RDIs the store recognises (others: 400), like the API's ``known_rdis``; ``--known-rdi`` adds to it.
+    known_rdis: list[str] = Field(default_factory=lambda: ["arcstream-dev", "arcstream-demo"])
+    #: Extension the real API lacks: ``DELETE /v3/arcs/{arc_id}`` (off: 404 like the API).
+    enable_delete: bool = False
+    #: Extensions for tests and the demo: ``GET /v3/arcs``, ``GET /v3/arcs/{arc_id}`` and the request
+    #: log ``GET /_store/requests``; off: 404 like the API.
+    test_hooks: bool = False
+    #: The request log also keeps each request body (tests validate what a client sent); needs ``test_hooks``.
+    record_bodies: bool = False
+    #: The API's later git sync step: new or changed ARCs are parsed with arctrl in a worker process and
+    #: the result recorded as a ``GIT_PUSH_SUCCESS`` / ``GIT_PUSH_FAILED`` event on the ARC.
+    git_sync: bool = True
 
 
 class CdcSettings(StageSettings):

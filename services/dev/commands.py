@@ -47,7 +47,7 @@ def _dev_up(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
-    state = stack.up(settings.state_dir, with_store=not args.no_store)
+    state = stack.up(settings.state_dir, with_store=not args.no_store, known_rdis=(settings.rdi,))
     for name, value in state.env().items():
         print(f"{name}={mask_url(value)}")
     print(f"stack recorded in {settings.state_dir / 'stack.json'}; 'arcstream dev env' prints export lines")

@@ -1,4 +1,4 @@
-"""``arcstream store``: run the local ARC store (FAIRagro v3 subset) over a directory."""
+"""``arcstream store``: run the local ARC store (the FAIRagro middleware API v3) over a directory."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from services.store.app import serve
 
 
 def add_commands(subparsers: Any) -> None:
-    p = subparsers.add_parser("store", help="run the local ARC store (FAIRagro v3 API subset) over a directory")
+    p = subparsers.add_parser("store", help="run the local ARC store (FAIRagro middleware API v3) over a directory")
     p.add_argument("--dir", type=Path, help="directory holding the ARC files (settings.store.directory)")
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port to listen on (default 8080)")
@@ -27,6 +27,15 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate (PEM)")
     p.add_argument("--tls-key", type=Path, help="private key of --tls-cert")
     p.add_argument("--tls-client-ca", type=Path, help="require client certificates signed by this CA (mTLS)")
+    p.add_argument(
+        "--known-rdi", action="append", default=[], metavar="NAME", help="recognise this RDI too (repeatable)"
+    )
+    p.add_argument("--enable-delete", action="store_true", help="serve DELETE /v3/arcs/{id} (the real API has none)")
+    p.add_argument(
+        "--test-hooks", action="store_true", help="serve GET /v3/arcs[/{id}] and the request log /_store/requests"
+    )
+    p.add_argument("--record-bodies", action="store_true", help="the request log keeps request bodies too")
+    p.add_argument("--no-git-sync", action="store_true", help="do not check new ARCs with arctrl in the background")
     p.set_defaults(handler=_store)
 
 
@@ -44,8 +53,13 @@ def _store(args: argparse.Namespace) -> int:
         "tls_cert": args.tls_cert,
         "tls_key": args.tls_key,
         "tls_client_ca": args.tls_client_ca,
+        "enable_delete": args.enable_delete or None,
+        "test_hooks": args.test_hooks or args.record_bodies or None,
+        "record_bodies": args.record_bodies or None,
+        "git_sync": False if args.no_git_sync else None,
     }
     base = load_settings()
+    overrides["known_rdis"] = [*base.store.known_rdis, *(r for r in args.known_rdi if r not in base.store.known_rdis)]
     settings = load_settings(
         store=base.store.model_dump() | {key: value for key, value in overrides.items() if value is not None}
     )

@@ -1,17 +1,22 @@
 """The store's state: ARC files under a directory, their metadata, and harvest runs.
 
 Each ARC is the file ``arcs/<arc_id>.json`` holding exactly the bytes the client
-sent, next to ``arcs/<arc_id>.meta.json`` (identifier, RDI, hash, first/last
-seen). A harvest is ``harvests/<harvest_id>.json`` plus an append-only
-``<harvest_id>.arcs.jsonl`` of the identifiers it received (appending keeps a
-100 000-ARC harvest linear). Everything is reloaded at start, so a restarted store still
-answers ``updated`` with the same hash for an
-identical re-upload. Disk writes run in a worker thread (never on the loop).
+sent, next to ``arcs/<arc_id>.meta.json`` (identifier, RDI, hash, first/last seen,
+the harvests that saw and changed it, the event log). A harvest is
+``harvests/<harvest_id>.json``. Everything is reloaded at start, so a restarted store
+still answers ``updated`` with the same hash for an identical re-upload. Disk writes
+run in a worker thread (never on the loop).
+
+The harvest bookkeeping is the API's: an ARC records ``first_harvest_id``,
+``last_harvest_id`` and ``last_changed_harvest_id``; a harvest's statistics are
+derived from those when it is finalised (nothing is counted per request), which is
+why an ARC sent into a harvest that is already COMPLETED is accepted but not counted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import uuid
@@ -19,10 +24,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from services.common.report import utc_now_iso
+from services.store.responses import harvest_time, now
 
 HarvestStatus = Literal["RUNNING", "COMPLETED", "FAILED", "CANCELLED"]
-TERMINAL: frozenset[str] = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
 
 
 class ConflictError(Exception):
@@ -41,7 +45,27 @@ class ArcMeta:
     arc_hash: str
     first_seen: str
     last_seen: str
-    events: list[dict[str, str]] = field(default_factory=list)
+    last_changed: str = ""
+    first_harvest_id: str | None = None
+    last_harvest_id: str | None = None
+    last_changed_harvest_id: str | None = None
+    #: ``{timestamp, type, message, harvest_id}``: ARC_CREATED / ARC_UPDATED, GIT_PUSH_SUCCESS / _FAILED.
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def event(self, kind: str, message: str, harvest_id: str | None = None) -> None:
+        self.events.append({"timestamp": now(), "type": kind, "message": message, "harvest_id": harvest_id})
+
+
+def _statistics(expected: int | None, new: int = 0, updated: int = 0, unchanged: int = 0) -> dict[str, Any]:
+    return {
+        "expected_datasets": expected,
+        "arcs_submitted": new + updated + unchanged,
+        "arcs_new": new,
+        "arcs_updated": updated,
+        "arcs_unchanged": unchanged,
+        "arcs_missing": 0,
+        "errors": 0,
+    }
 
 
 @dataclass
@@ -52,33 +76,21 @@ class Harvest:
     started_at: str
     expected_datasets: int | None = None
     completed_at: str | None = None
-    #: identifier -> (content hash, first result: created | updated | unchanged)
-    arcs: dict[str, list[str]] = field(default_factory=dict)
-    errors: int = 0
-
-    def statistics(self) -> dict[str, Any]:
-        """Counts over distinct identifiers, so a client's retry of an ARC is not counted twice."""
-        results = [result for _, result in self.arcs.values()]
-        return {
-            "expected_datasets": self.expected_datasets,
-            "arcs_submitted": len(self.arcs),
-            "arcs_new": results.count("created"),
-            "arcs_updated": results.count("updated"),
-            "arcs_unchanged": results.count("unchanged"),
-            "arcs_missing": 0,
-            "errors": self.errors,
-        }
+    #: Common name of the client certificate that created it (the API's owner check), ``None`` without mTLS.
+    client_id: str | None = None
+    #: Set when the harvest is finalised; a RUNNING harvest reports zeros.
+    statistics: dict[str, Any] | None = None
 
     def response(self) -> dict[str, Any]:
         return {
+            "client_id": None,
+            "message": "",
             "harvest_id": self.harvest_id,
             "rdi": self.rdi,
             "status": self.status,
-            "started_at": self.started_at,
-            "completed_at": self.completed_at,
-            "statistics": self.statistics(),
-            "client_id": None,
-            "message": "",
+            "started_at": harvest_time(self.started_at),
+            "completed_at": harvest_time(self.completed_at),
+            "statistics": self.statistics or _statistics(self.expected_datasets),
         }
 
 
@@ -86,6 +98,7 @@ class Harvest:
 class PutResult:
     status: Literal["created", "updated"]
     meta: ArcMeta
+    #: New or changed content: what the API hands to its git sync.
     changed: bool
 
 
@@ -93,6 +106,12 @@ def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
+
+
+def _known_fields[T](cls: type[T], data: dict[str, Any]) -> T:
+    """Build a record from a file written by this or an older store (unknown keys are dropped)."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    return cls(**{key: value for key, value in data.items() if key in names})
 
 
 class Repository:
@@ -117,47 +136,72 @@ class Repository:
         self.arc_dir.mkdir(parents=True, exist_ok=True)
         self.harvest_dir.mkdir(parents=True, exist_ok=True)
         for path in self.arc_dir.glob("*.meta.json"):
-            meta = ArcMeta(**json.loads(path.read_text(encoding="utf-8")))
+            meta = _known_fields(ArcMeta, json.loads(path.read_text(encoding="utf-8")))
             self.arcs[meta.arc_id] = meta
-        for path in self.harvest_dir.glob("harvest-*[0-9a-f].json"):
-            harvest = Harvest(**json.loads(path.read_text(encoding="utf-8")))
-            arcs_log = path.with_suffix(".arcs.jsonl")
-            if arcs_log.is_file():
-                for line in arcs_log.read_text(encoding="utf-8").splitlines():
-                    identifier, arc_hash, result = json.loads(line)
-                    harvest.arcs.setdefault(identifier, [arc_hash, result])
-            self.harvests[harvest.harvest_id] = harvest
+        harvests = [
+            _known_fields(Harvest, json.loads(path.read_text(encoding="utf-8")))
+            for path in self.harvest_dir.glob("harvest-*[0-9a-f].json")
+        ]
+        self.harvests = {h.harvest_id: h for h in sorted(harvests, key=lambda h: h.started_at)}
 
     def arc_path(self, arc_id: str) -> Path:
         return self.arc_dir / f"{arc_id}.json"
 
-    async def put_arc(self, arc_id: str, identifier: str, rdi: str, arc_hash: str, raw: bytes) -> PutResult:
-        """Create or update one ARC; identical content is a no-op answered ``updated``."""
+    # -- ARCs ----------------------------------------------------------------------------------
+
+    async def put_arc(
+        self, arc_id: str, identifier: str, rdi: str, arc_hash: str, raw: bytes, harvest_id: str | None
+    ) -> PutResult:
+        """Create or update one ARC, as the API's document store does.
+
+        Identical content is answered ``updated`` and only moves ``last_seen`` (and
+        ``last_harvest_id``). Within one harvest an identifier is immutable: other
+        content for an ARC this harvest already saw is a :class:`ConflictError`.
+        """
         async with self._write_lock:
-            return await self._put_arc(arc_id, identifier, rdi, arc_hash, raw)
+            meta = self.arcs.get(arc_id)
+            stamp = now()
+            if meta is None:
+                meta = ArcMeta(arc_id, identifier, rdi, arc_hash, first_seen=stamp, last_seen=stamp, last_changed=stamp)
+                meta.first_harvest_id = meta.last_harvest_id = meta.last_changed_harvest_id = harvest_id
+                meta.event("ARC_CREATED", "ARC first seen", harvest_id)
+                result = PutResult("created", meta, changed=True)
+            elif harvest_id is not None and meta.last_harvest_id == harvest_id and meta.arc_hash != arc_hash:
+                raise ConflictError(
+                    f"ARC '{identifier}' was already submitted in harvest '{harvest_id}' with different content."
+                )
+            elif meta.arc_hash != arc_hash:
+                meta.arc_hash, meta.last_seen, meta.last_changed = arc_hash, stamp, stamp
+                if harvest_id is not None:
+                    meta.last_harvest_id = meta.last_changed_harvest_id = harvest_id
+                meta.event("ARC_UPDATED", "ARC content changed", harvest_id)
+                result = PutResult("updated", meta, changed=True)
+            else:
+                meta.last_seen = stamp
+                if harvest_id is not None:
+                    meta.last_harvest_id = harvest_id
+                result = PutResult("updated", meta, changed=False)
+            self.arcs[arc_id] = meta
+            await asyncio.to_thread(self._write_arc, arc_id, raw if result.changed else None, self._meta_bytes(meta))
+            return result
 
-    async def _put_arc(self, arc_id: str, identifier: str, rdi: str, arc_hash: str, raw: bytes) -> PutResult:
-        now = utc_now_iso()
-        meta = self.arcs.get(arc_id)
-        if meta is None:
-            meta = ArcMeta(arc_id, identifier, rdi, arc_hash, now, now, [{"timestamp": now, "type": "ARC_CREATED"}])
-            result = PutResult("created", meta, changed=True)
-        elif meta.arc_hash != arc_hash:
-            meta.arc_hash = arc_hash
-            meta.last_seen = now
-            meta.events.append({"timestamp": now, "type": "ARC_UPDATED"})
-            result = PutResult("updated", meta, changed=True)
-        else:
-            meta.last_seen = now
-            return PutResult("updated", meta, changed=False)
-        self.arcs[arc_id] = meta
-        meta_bytes = json.dumps(asdict(meta)).encode()
-        await asyncio.to_thread(self._write_arc, arc_id, raw, meta_bytes)
-        return result
+    @staticmethod
+    def _meta_bytes(meta: ArcMeta) -> bytes:
+        return json.dumps(asdict(meta)).encode()
 
-    def _write_arc(self, arc_id: str, raw: bytes, meta_bytes: bytes) -> None:
-        _write_atomic(self.arc_path(arc_id), raw)
+    def _write_arc(self, arc_id: str, raw: bytes | None, meta_bytes: bytes) -> None:
+        if raw is not None:
+            _write_atomic(self.arc_path(arc_id), raw)
         _write_atomic(self.arc_dir / f"{arc_id}.meta.json", meta_bytes)
+
+    async def add_event(self, arc_id: str, kind: str, message: str) -> None:
+        """Append an event to an ARC's log (the git sync's outcome); gone ARCs are ignored."""
+        async with self._write_lock:
+            meta = self.arcs.get(arc_id)
+            if meta is None:
+                return
+            meta.event(kind, message)
+            await asyncio.to_thread(_write_atomic, self.arc_dir / f"{arc_id}.meta.json", self._meta_bytes(meta))
 
     async def delete_arc(self, arc_id: str) -> ArcMeta:
         async with self._write_lock:
@@ -176,8 +220,10 @@ class Repository:
             raise NotFoundError(f"ARC {arc_id} not found")
         return await asyncio.to_thread(self.arc_path(arc_id).read_bytes)
 
-    async def create_harvest(self, rdi: str, expected: int | None) -> Harvest:
-        harvest = Harvest(f"harvest-{uuid.uuid4()}", rdi, "RUNNING", utc_now_iso(), expected)
+    # -- harvests ------------------------------------------------------------------------------
+
+    async def create_harvest(self, rdi: str, expected: int | None, client_id: str | None) -> Harvest:
+        harvest = Harvest(f"harvest-{uuid.uuid4()}", rdi, "RUNNING", now(), expected, client_id=client_id)
         self.harvests[harvest.harvest_id] = harvest
         await self.save_harvest(harvest)
         return harvest
@@ -188,37 +234,43 @@ class Repository:
             raise NotFoundError("Harvest not found")
         return harvest
 
-    def check_harvest_arc(self, harvest: Harvest, identifier: str, arc_hash: str) -> None:
-        """409 when the harvest is closed or already holds this identifier with other content."""
-        if harvest.status != "RUNNING":
-            raise ConflictError(f"Harvest {harvest.harvest_id} is {harvest.status}, not RUNNING")
-        seen = harvest.arcs.get(identifier)
-        if seen is not None and seen[0] != arc_hash:
-            raise ConflictError(
-                f"ARC '{identifier}' was already submitted in harvest {harvest.harvest_id} with different content"
-            )
+    def harvests_of(self, rdi: str | None, skip: int, limit: int) -> list[Harvest]:
+        chosen = [h for h in self.harvests.values() if rdi is None or h.rdi == rdi]
+        return chosen[skip : skip + limit]
 
-    async def record_harvest_arc(self, harvest: Harvest, identifier: str, arc_hash: str, result: str) -> None:
-        if identifier not in harvest.arcs:
-            harvest.arcs[identifier] = [arc_hash, result]
-            line = (json.dumps([identifier, arc_hash, result]) + "\n").encode()
-            await asyncio.to_thread(self._append, self.harvest_dir / f"{harvest.harvest_id}.arcs.jsonl", line)
-
-    @staticmethod
-    def _append(path: Path, line: bytes) -> None:
-        with open(path, "ab") as log:
-            log.write(line)
+    def _finalised_statistics(self, harvest: Harvest) -> dict[str, Any]:
+        """Counts over the ARCs whose last harvest is this one, classified by where they were first seen and changed."""
+        new = updated = unchanged = 0
+        for meta in self.arcs.values():
+            if meta.last_harvest_id != harvest.harvest_id:
+                continue
+            if meta.first_harvest_id == harvest.harvest_id:
+                new += 1
+            elif meta.last_changed_harvest_id == harvest.harvest_id:
+                updated += 1
+            else:
+                unchanged += 1
+        return _statistics(harvest.expected_datasets, new, updated, unchanged)
 
     async def transition(self, harvest: Harvest, status: HarvestStatus) -> Harvest:
+        """Finalise a RUNNING harvest (PATCH, ``/complete``); any other current status is a conflict."""
         if harvest.status != "RUNNING":
             raise ConflictError(
                 f"Harvest {harvest.harvest_id} cannot transition to {status}: current status is {harvest.status}"
             )
+        return await self._finalise(harvest, status)
+
+    async def cancel(self, harvest: Harvest) -> Harvest:
+        """``DELETE /v3/harvests/{id}``: the API cancels whatever the current status is."""
+        return await self._finalise(harvest, "CANCELLED")
+
+    async def _finalise(self, harvest: Harvest, status: HarvestStatus) -> Harvest:
         harvest.status = status
-        harvest.completed_at = utc_now_iso()
+        harvest.completed_at = now()
+        harvest.statistics = self._finalised_statistics(harvest)
         await self.save_harvest(harvest)
         return harvest
 
     async def save_harvest(self, harvest: Harvest) -> None:
-        data = json.dumps(asdict(harvest) | {"arcs": {}}).encode()
+        data = json.dumps(asdict(harvest)).encode()
         await asyncio.to_thread(_write_atomic, self.harvest_dir / f"{harvest.harvest_id}.json", data)

@@ -196,7 +196,8 @@ def cdc_stack(
     }
     store = None
     if pipeline:
-        store = start_store(tmp / "store")
+        # Deleted investigations must leave the store: the real API cannot delete, the local store can when asked.
+        store = start_store(tmp / "store", extra_args=["--enable-delete"], known_rdis=("cdc-test",))
         config |= {
             "rdi": "cdc-test",
             "max_concurrent_arc_builds": 1,

@@ -51,7 +51,7 @@ def server() -> Iterator[MetricsServer]:
 def test_series_after_a_build_and_upload_run(
     make_settings: Callable[..., Settings], start_store: Callable[..., ServerRecord], server: MetricsServer
 ) -> None:
-    store = start_store("store")
+    store = start_store("store", "--known-rdi", "metrics-rdi")
     settings = make_settings(
         kafka=FAST_GROUP,
         rdi="metrics-rdi",

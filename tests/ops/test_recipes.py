@@ -92,7 +92,7 @@ async def _dead_letters_then_rebuild(settings: Settings, group: str) -> None:
 def test_reexport_to_a_new_target_without_the_database(
     make_settings: Callable[..., Settings], start_store: Callable[..., ServerRecord]
 ) -> None:
-    first, second = start_store("store-a"), start_store("store-b")
+    first, second = (start_store(name, "--known-rdi", "recipe-rdi") for name in ("store-a", "store-b"))
     uploader = {"backoff_initial_s": 0.05, "backoff_max_s": 0.5}
     settings = make_settings(
         kafka=FAST_GROUP, rdi="recipe-rdi", max_concurrent_arc_builds=1, uploader=uploader | {"target_url": first.url}

@@ -164,7 +164,8 @@ async def publish_arcs(settings: Settings, identifiers: list[str]) -> None:
 def test_uploader_sigterm_commits_exactly_the_completed_uploads(
     make_settings: Callable[..., Settings], tmp_path: Path, start_store: Callable[..., ServerRecord]
 ) -> None:
-    store = start_store("store", "--latency-ms", "300")  # uploads in flight when the signal comes
+    # Latency: uploads are in flight when the signal comes.
+    store = start_store("store", "--latency-ms", "300", "--known-rdi", "sigterm-rdi")
     settings = make_settings(kafka=FAST_GROUP)
     group = f"uploader-{settings.topics.prefix}"
     run(publish_arcs(settings, [f"inv-{n:02d}" for n in range(12)]))

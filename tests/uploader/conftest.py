@@ -65,7 +65,7 @@ def make_store(tmp_path: Path) -> Iterator[Callable[..., StoreProcess]]:
 
     def factory(*flags: str) -> StoreProcess:
         data_dir = tmp_path / f"store-{len(started)}"
-        record = stack.start_store(data_dir, extra_args=flags)
+        record = stack.start_store(data_dir, extra_args=flags, known_rdis=("test-rdi",))
         assert record.data_dir is not None
         process = StoreProcess(record.url, Path(record.data_dir), record.pid)
         started.append(process)

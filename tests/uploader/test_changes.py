@@ -16,7 +16,7 @@ from .conftest import ArcsTopic, StoreProcess, arc_document, outcomes, running_u
 def test_cdc_changes_tombstones_and_force(
     make_settings: Callable[..., Settings], make_store: Callable[..., StoreProcess], arcs_topic: ArcsTopic
 ) -> None:
-    store = make_store()
+    store = make_store("--enable-delete")  # tombstones become DELETEs, which only the local store has
     settings = upload_settings(make_settings, store, target_deletes=True)
 
     async def reported(count: int) -> None:

@@ -1,4 +1,8 @@
-"""mTLS between uploader and store over a real TLS socket (certificates made with the openssl CLI)."""
+"""mTLS between uploader and store over a real TLS socket (certificates made with the openssl CLI).
+
+The client certificate lists the RDI it may upload for in the API's extension
+1.3.6.1.4.1.64609.1.1 (a DER SEQUENCE OF UTF8String), as the real API requires.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ from services.uploader.target import AttemptError, TargetClient
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 
 ARC = (
-    b'{"rdi":"r","arc":{"@graph":[{"@id":"./","@type":"Dataset","additionalType":"Investigation",'
+    b'{"rdi":"r","arc":{"@context":"https://w3id.org/ro/crate/1.1/context","@graph":[{"@id":"./","@type":"Dataset","additionalType":"Investigation",'
     b'"identifier":"tls-1"},{"@id":"ro-crate-metadata.json","about":{"@id":"./"}}]}}'
 )
 
@@ -54,7 +58,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
              "-days", "1", "-subj", "/CN=arcstream test CA", cwd=directory)  # fmt: skip
     _issue(directory, "server", "/CN=127.0.0.1", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
-    _issue(directory, "client", "/CN=arcstream-uploader", "extendedKeyUsage=clientAuth\n")
+    rdis = "1.3.6.1.4.1.64609.1.1=ASN1:SEQUENCE:rdis\n[rdis]\nrdi.0=UTF8:r\n"
+    _issue(directory, "client", "/CN=arcstream-uploader", "extendedKeyUsage=clientAuth\n" + rdis)
     return Pki(
         directory / "ca.pem",
         directory / "server.pem",
@@ -73,6 +78,9 @@ async def tls_store(directory: Path, pki: Pki) -> AsyncIterator[tuple[str, Store
         tls_cert=pki.server_cert,
         tls_key=pki.server_key,
         tls_client_ca=pki.ca,
+        known_rdis=["r"],
+        test_hooks=True,
+        git_sync=False,
     )
     app = StoreApp(await Repository.open(directory), settings)
     runner = web.AppRunner(app.build())
@@ -109,11 +117,14 @@ def test_without_a_client_certificate_the_store_refuses(tmp_path: Path, pki: Pki
         async with tls_store(tmp_path, pki) as (url, app):
             client = TargetClient(_uploader_settings(url, ca_bundle=pki.ca))
             try:
-                with pytest.raises(AttemptError, match="connection error"):
+                with pytest.raises(AttemptError, match="401") as refused:
                     await client.call("POST", "/v3/arcs", ARC)
             finally:
                 await client.aclose()
-            assert app.requests == []
+            assert (
+                refused.value.status == 401 and not refused.value.retriable
+            )  # as the real API: 401, not a TLS failure
+            assert [r["status"] for r in app.requests] == [401]
 
     asyncio.run(scenario())
 

@@ -26,14 +26,21 @@ def _external(env_name: str) -> ServerRecord | None:
     return ServerRecord(url=value) if value else None
 
 
-def start_store(data_dir: Path, port: int | None = None, extra_args: Sequence[str] = ()) -> ServerRecord:
+def start_store(
+    data_dir: Path, port: int | None = None, extra_args: Sequence[str] = (), known_rdis: Sequence[str] = ()
+) -> ServerRecord:
     """Start the local ARC store (``arcstream store``) as a detached process.
 
-    ``extra_args`` are more ``arcstream store`` flags (fault injection in tests and benchmarks).
+    It recognises ``known_rdis`` besides its configured ``store.known_rdis`` (the real API
+    answers 400 for any other RDI) and serves the read-back routes (``--test-hooks``:
+    ``GET /v3/arcs[/{id}]``, the request log) that the demo and the tests use to see what
+    arrived. ``extra_args`` are more ``arcstream store`` flags (fault injection,
+    ``--enable-delete``, ...).
     """
     port = port or free_port()
     log_file = data_dir.resolve() / "store.log"
     store_dir = data_dir.resolve() / "store"
+    rdi_args = [arg for rdi in known_rdis for arg in ("--known-rdi", rdi)]
     pid = spawn_detached(
         [
             sys.executable,
@@ -44,6 +51,8 @@ def start_store(data_dir: Path, port: int | None = None, extra_args: Sequence[st
             str(store_dir),
             "--port",
             str(port),
+            "--test-hooks",
+            *rdi_args,
             *extra_args,
         ],
         log_file,
@@ -52,8 +61,14 @@ def start_store(data_dir: Path, port: int | None = None, extra_args: Sequence[st
     return ServerRecord(url=f"http://127.0.0.1:{port}", pid=pid, data_dir=str(store_dir), log_file=str(log_file))
 
 
-def up(state_dir: Path, *, with_store: bool = True) -> StackState:
-    """Start (or reuse) PostgreSQL, the broker and the store; record and return where they are."""
+def up(state_dir: Path, *, with_store: bool = True, known_rdis: Sequence[str] = ()) -> StackState:
+    """Start (or reuse) PostgreSQL, the broker and the store; record and return where they are.
+
+    A store started here also recognises ``known_rdis`` (the configured ``rdi``); a reused one
+    keeps the RDIs it was started with. Its ``DELETE /v3/arcs/{id}`` extension is switched on:
+    the stack's store stands for a target that can delete, so the demo shows deletes arriving
+    (the real API cannot delete; ``arcstream store`` alone and the test fixtures leave it off).
+    """
     state = read_state(state_dir) or StackState()
     postgres = _external("DATABASE_URL")
     if postgres is None:
@@ -73,7 +88,8 @@ def up(state_dir: Path, *, with_store: bool = True) -> StackState:
     if with_store:
         store = _external("ARC_STORE_URL")
         if store is None:
-            store = state.store if state.store and is_running(state.store.pid) else start_store(state_dir)
+            running = state.store if state.store and is_running(state.store.pid) else None
+            store = running or start_store(state_dir, extra_args=["--enable-delete"], known_rdis=known_rdis)
         state.store = store
         write_state(state_dir, state)
     return state
