@@ -183,13 +183,16 @@ class TargetClient:
                 response = await self.http.request(method, path, content=content, headers=headers)
             except httpx.TimeoutException as exc:
                 metrics.http_response("upload", None)
+                metrics.target_answered(None)
                 raise AttemptError(f"timeout ({type(exc).__name__})", status=None, retriable=True) from exc
             except httpx.TransportError as exc:
                 metrics.http_response("upload", None)
+                metrics.target_answered(None)
                 raise AttemptError(
                     f"connection error ({type(exc).__name__}: {exc})", status=None, retriable=True
                 ) from exc
         metrics.http_response("upload", response.status_code)
+        metrics.target_answered(response.status_code)
         verdict = classify_status(response.status_code)
         if verdict is Verdict.SUCCESS:
             return response.status_code, _json_or_none(response.content)
