@@ -12,6 +12,7 @@ resolve once the store is back and the ARC delivered.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import subprocess
@@ -38,6 +39,7 @@ pytestmark = pytest.mark.timeout(400)
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
+DASHBOARD = ROOT / "deploy" / "grafana" / "arcstream.json"
 ALERT = "ArcstreamTargetDown"
 #: The shipped rule waits a minute; the test keeps the expression and shortens only the wait.
 TEST_FOR = "2s"
@@ -149,6 +151,20 @@ def service_env(settings: Settings, store: ServerRecord, tmp_path: Path) -> dict
     }
 
 
+def check_dashboard_queries(prometheus: Prometheus) -> None:
+    """Every panel's query is valid PromQL to a real Prometheus; the traffic panels show both services."""
+    panels = [panel for panel in json.loads(DASHBOARD.read_text(encoding="utf-8"))["panels"] if panel["type"] != "row"]
+    results = {}
+    for panel in panels:
+        for target in panel["targets"]:
+            expr = target["expr"].replace("$__rate_interval", "1m").replace("$stage", ".*")
+            results[(panel["title"], target["refId"])] = prometheus.api("query", query=expr)["result"]
+    for title in ("Messages in per second", "Messages out per second", "Time per message (p50, p95)"):
+        stages = {series["metric"].get("stage") for series in results[(title, "A")]}
+        assert {"build", "upload"} <= stages, (title, stages)
+    assert {s["metric"]["code"] for s in results[("HTTP answers per second by code", "A")]} >= {"200", "error"}
+
+
 @pytest.fixture
 def stopping() -> Iterator[Callable[[Callable[[], None]], None]]:
     """Register clean-ups, run in reverse order at the end however the test ends."""
@@ -241,6 +257,7 @@ def test_target_down_fires_when_the_store_stops_and_resolves_when_it_is_back(
     holds(lambda: asyncio.run(delivered(current_store[0], 2)), "inv-2 in the store")
     assert set(stored(current_store[0])) == {"inv-1", "inv-2"}
     assert prometheus.query("arcstream_target_up")["upload"] == 1.0
+    check_dashboard_queries(prometheus)
     print(
         f"\n{ALERT}: firing {fired_after:.1f} s after the store stopped, resolved {resolved_after:.1f} s after restart"
     )
