@@ -2,7 +2,8 @@
 
 The status view runs as its own process over a real report topic; headless
 Chromium loads its page, the test reads the rendered text (``innerText``: what
-is laid out, not the HTML source) and saves a screenshot, whose path it prints.
+is laid out, not the HTML source) and saves a screenshot to
+``build/screenshots/status-page.png`` (printed).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from tests.support import until
 pytestmark = pytest.mark.timeout(300)
 
 ROOT = Path(__file__).resolve().parents[2]
+#: Kept after the run (pytest rotates its temporary directories away); ``build/`` is git-ignored.
+SCREENSHOT = ROOT / "build" / "screenshots" / "status-page.png"
 
 #: The rendered tables as rows of cell texts, each table found by the heading above it.
 READ_TABLES = """
@@ -143,16 +146,17 @@ def test_a_person_sees_counts_per_outcome_and_the_latest_failures(
             ) == len(OUTCOMES)
 
         asyncio.run(until(caught_up, "the status view to read every outcome", limit_s=150))
-        screenshot = tmp_path / "status-page.png"
-        seen = asyncio.run(look_at(url, tmp_path / "chromium-profile", screenshot))
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        SCREENSHOT.unlink(missing_ok=True)
+        seen = asyncio.run(look_at(url, tmp_path / "chromium-profile", SCREENSHOT))
     finally:
         view.send_signal(signal.SIGTERM)
         try:
             view.wait(timeout=30)
         except subprocess.TimeoutExpired:
             view.kill()
-    print(f"\nstatus page screenshot: {screenshot}")
-    assert screenshot.read_bytes().startswith(b"\x89PNG")
+    print(f"\nstatus page screenshot: {SCREENSHOT}")
+    assert SCREENSHOT.read_bytes().startswith(b"\x89PNG")
     assert seen["title"] == "arcstream status"
     tables = seen["tables"]
     assert list(tables) == ["Runs", "Latest failures", "Latest outcomes"]
