@@ -116,6 +116,15 @@ HTTP_RESPONSES = Counter(
     ["stage", "code"],
     registry=REGISTRY,
 )
+TARGET_UP = Gauge(
+    "arcstream_target_up",
+    "1 when the upload target's last answer was an HTTP response other than 502/503/504; 0 after a "
+    "timeout, a connection error or a 502/503/504, and 0 until the first request of this process was answered.",
+    registry=REGISTRY,
+)
+
+#: Answers meaning "no target behind this address right now" (a gateway or the target itself says so).
+TARGET_DOWN_STATUSES = frozenset({502, 503, 504})
 
 TARGET_UNAVAILABLE = Gauge(
     "arcstream_target_unavailable",
@@ -209,6 +218,16 @@ def observe_latency(stage: StageName, seconds: float) -> None:
 def http_response(stage: StageName, status: int | None) -> None:
     """Count one HTTP exchange; ``None`` when no response arrived (timeout, refused connection)."""
     HTTP_RESPONSES.labels(stage, str(status) if status is not None else "error").inc()
+
+
+def target_answered(status: int | None) -> None:
+    """Set ``arcstream_target_up`` from one exchange; ``None`` when no response arrived.
+
+    Only the uploader calls this, so the series reads 0 elsewhere and before the first
+    request: alert on it together with ``arcstream_http_responses_total`` (see
+    ``deploy/prometheus/alerts.yml``), never alone.
+    """
+    TARGET_UP.set(0 if status is None or status in TARGET_DOWN_STATUSES else 1)
 
 
 def record_outcome(outcome: OutcomeRecord) -> None:

@@ -14,7 +14,10 @@ Tables whose key is not the report key use the default partitioner for their
 changelog (``use_partitioner``), so a key always lives in one changelog partition.
 
 Served on ``settings.uploader.status_host:status_port``: ``/status.json`` (counts
-per run, latest outcomes; ``?identifier=`` for one) and ``/`` (a small HTML page).
+per run, latest outcomes, latest failures; ``?identifier=`` for one) and ``/``
+(a small HTML page: counts per run and stage, then the latest failures on their
+own - among hundreds of outcomes a person looks for those first - then the
+latest outcomes).
 
 Runs fine against the dev broker (Tansu): faust's producer needs neither
 idempotence nor transactions with the default ``at_least_once`` guarantee. One
@@ -34,6 +37,7 @@ from services.common.config import Settings
 
 NO_RUN = "-"
 LATEST_SHOWN = 200
+FAILURES_SHOWN = 50
 
 
 def make_app(settings: Settings) -> faust.App:
@@ -89,7 +93,8 @@ def make_app(settings: Settings) -> faust.App:
         if identifier is not None:
             return {"runs": runs, "latest": {identifier: latest.get(identifier)}}
         newest = sorted((o for _, o in latest.items() if o), key=lambda o: o["at"], reverse=True)
-        return {"runs": runs, "latest": {o["identifier"]: o for o in newest[:LATEST_SHOWN]}}
+        failures = [o for o in newest if o["status"] == "failed"][:FAILURES_SHOWN]
+        return {"runs": runs, "latest": {o["identifier"]: o for o in newest[:LATEST_SHOWN]}, "failures": failures}
 
     @app.page("/status.json")
     async def status_json(view: View, request: Request) -> Response:
@@ -114,34 +119,57 @@ def _parse(value: bytes | None) -> dict[str, Any] | None:
     return outcome
 
 
+def _cells(outcome: dict[str, Any], fields: tuple[str, ...]) -> str:
+    def text(field: str) -> str:
+        value = outcome.get(field)
+        return html.escape(str(value) if value is not None else "")
+
+    return "".join(f"<td class='{field}'>{text(field)}</td>" for field in fields)
+
+
+def _run_label(run_id: str) -> str:
+    return "no run (CDC)" if run_id == NO_RUN else run_id
+
+
 def render_html(snapshot: dict[str, Any]) -> str:
-    """A small self-refreshing page: counts per run and stage, then the newest outcomes."""
+    """A small self-refreshing page: counts per run and stage, the newest failures, the newest outcomes."""
     statuses = sorted({s for stages in snapshot["runs"].values() for c in stages.values() for s in c})
     rows = [
         "<tr><td>{}</td><td>{}</td>{}</tr>".format(
-            html.escape(run_id),
+            html.escape(_run_label(run_id)),
             html.escape(stage),
-            "".join(f"<td>{counts.get(s, 0)}</td>" for s in statuses),
+            "".join(
+                f"<td class='{'failed' if s == 'failed' and counts.get(s) else 'count'}'>{counts.get(s, 0)}</td>"
+                for s in statuses
+            ),
         )
         for run_id, stages in sorted(snapshot["runs"].items())
         for stage, counts in sorted(stages.items())
     ]
     head = "".join(f"<th>{html.escape(s)}</th>" for s in statuses)
-    latest = [
-        "<tr>"
-        + "".join(
-            f"<td>{html.escape(str(o.get(field) if o.get(field) is not None else ''))}</td>"
-            for field in ("at", "identifier", "stage", "status", "run_id", "attempts", "http_status", "error_message")
-        )
-        + "</tr>"
-        for o in snapshot["latest"].values()
-    ]
+    failure_fields = ("at", "identifier", "stage", "run_id", "attempts", "http_status", "error_code", "error_message")
+    failures = [f"<tr>{_cells(o, failure_fields)}</tr>" for o in snapshot.get("failures", [])]
+    latest_fields = ("at", "identifier", "stage", "status", "run_id", "attempts", "http_status", "error_message")
+    latest = [f"<tr>{_cells(o, latest_fields)}</tr>" for o in snapshot["latest"].values()]
+    runs_part = (
+        f"<table><tr><th>run</th><th>stage</th>{head}</tr>{''.join(rows)}</table>"
+        if rows
+        else "<p>No outcomes yet.</p>"
+    )
+    failures_part = (
+        "<table><tr><th>at</th><th>identifier</th><th>stage</th><th>run</th><th>attempts</th><th>HTTP</th>"
+        f"<th>error code</th><th>error</th></tr>{''.join(failures)}</table>"
+        if failures
+        else "<p>No failures.</p>"
+    )
     return (
         "<!doctype html><html><head><meta charset='utf-8'><meta http-equiv='refresh' content='5'>"
+        "<meta name='viewport' content='width=device-width'>"
         "<title>arcstream status</title><style>body{font-family:sans-serif}td,th{padding:2px 8px;"
-        "border-bottom:1px solid #ddd;text-align:left}</style></head><body>"
+        "border-bottom:1px solid #ddd;text-align:left;white-space:nowrap}td.error_message{white-space:normal}"
+        ".failed{color:#b00020;font-weight:bold}</style></head><body>"
         "<h1>arcstream status</h1><h2>Runs</h2>"
-        f"<table><tr><th>run</th><th>stage</th>{head}</tr>{''.join(rows)}</table>"
+        f"{runs_part}<h2>Latest failures</h2>{failures_part}"
         "<h2>Latest outcomes</h2><table><tr><th>at</th><th>identifier</th><th>stage</th><th>status</th>"
         f"<th>run</th><th>attempts</th><th>HTTP</th><th>error</th></tr>{''.join(latest)}</table>"
         "<p><a href='/status.json'>JSON</a></p></body></html>"

@@ -207,15 +207,18 @@ class TargetClient:
                 response = await self.http.request(method, path, content=content, headers=headers)
             except httpx.TimeoutException as exc:
                 metrics.http_response("upload", None)
+                metrics.target_answered(None)
                 reason = f"timeout ({type(exc).__name__})"
                 self.health.unavailable(reason)
                 raise AttemptError(reason, status=None, verdict=Verdict.UNAVAILABLE) from exc
             except httpx.TransportError as exc:
                 metrics.http_response("upload", None)
+                metrics.target_answered(None)
                 reason = f"connection error ({type(exc).__name__}: {exc})"
                 self.health.unavailable(reason)
                 raise AttemptError(reason, status=None, verdict=Verdict.UNAVAILABLE) from exc
         metrics.http_response("upload", response.status_code)
+        metrics.target_answered(response.status_code)
         verdict = classify_status(response.status_code)
         if verdict is Verdict.SUCCESS:
             self.health.succeeded()

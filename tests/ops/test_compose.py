@@ -4,8 +4,10 @@ What is checked: the files parse; every variable is defined in the one ``.env``;
 images are pinned; ``depends_on``, volumes, ports and URLs point at services
 that exist and listen there; every arcstream service's environment holds only
 settings the config model reads and builds a valid :class:`Settings`; its
-command parses with the ``arcstream`` CLI; Prometheus scrapes every service;
-topic names agree between the services, the connector and Connect.
+command parses with the ``arcstream`` CLI; Prometheus scrapes every service and
+loads the shipped alert rules; Grafana gets Prometheus as data source and the
+dashboard, whose queries read only series the code defines; topic names agree
+between the services, the connector and Connect.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
+import subprocess
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,11 +29,14 @@ from pydantic import BaseModel
 from services.cli import build_parser
 from services.common.config import WELL_KNOWN_ENV, Settings
 from services.extractor.cdc.capture.properties import RECORD_OPTIONS
+from tests.observability.promql import PENDING_METRICS, SCRAPE_METRICS, exposed_metric_names, metric_names
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_DIR = ROOT / "deploy" / "compose"
 CONNECTOR = COMPOSE_DIR / "connectors" / "arcstream-postgres.json"
 SOURCE_DDL = ROOT / "schemas" / "source" / "source_contract.sql"
+ALERT_RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
+DASHBOARD = ROOT / "deploy" / "grafana" / "arcstream.json"
 #: Variables arcstream services receive that are not settings: read by deploy/compose/init.sh.
 INIT_SCRIPT_VARS = {"DEMO_INVESTIGATIONS", "DEMO_PROFILE"}
 #: The arcstream port serving /metrics, /healthz and /readyz inside the compose network.
@@ -380,3 +388,111 @@ def test_connector_has_the_keys_the_design_requires(
     assert dotenv["POSTGRES_PASSWORD"] not in CONNECTOR.read_text(encoding="utf-8")
     included = config["table.include.list"].split(",")
     assert sorted(included) == sorted(rf"public\.{table}" for table in _source_tables())
+
+
+def _prometheus_config() -> dict[str, Any]:
+    config: dict[str, Any] = yaml.safe_load((COMPOSE_DIR / "prometheus" / "prometheus.yml").read_text(encoding="utf-8"))
+    return config
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, Path]:
+    """Container path -> host path of the service's bind mounts."""
+    mounts = {}
+    for volume in service.get("volumes", []):
+        source, target = volume.split(":")[:2]
+        if source.startswith((".", "/")):
+            mounts[target] = (COMPOSE_DIR / source).resolve()
+    return mounts
+
+
+def test_prometheus_evaluates_the_shipped_alert_rules(services: dict[str, dict[str, Any]]) -> None:
+    mounts = _mounts(services["prometheus"])
+    rule_globs = _prometheus_config()["rule_files"]
+    loaded = [host for target, host in mounts.items() if any(fnmatch(target, pattern) for pattern in rule_globs)]
+    assert loaded == [ALERT_RULES]
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: apt-get install -y prometheus (.ci/run does)"
+    check = subprocess.run(
+        [promtool, "check", "config", "prometheus.yml"],
+        cwd=COMPOSE_DIR / "prometheus",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_service_down_alert_covers_every_long_running_scrape_job(services: dict[str, dict[str, Any]]) -> None:
+    rules = yaml.safe_load(ALERT_RULES.read_text(encoding="utf-8"))
+    (expr,) = [r["expr"] for g in rules["groups"] for r in g["rules"] if r.get("alert") == "ArcstreamServiceDown"]
+    match = re.search(r'up\{job=~"([^"]+)"\}', expr)
+    assert match
+    covered = re.compile(match.group(1))
+    for job in _prometheus_config()["scrape_configs"]:
+        hosts = {target.split(":")[0] for static in job["static_configs"] for target in static["targets"]}
+        one_shot = all(services.get(host, {}).get("restart") == "no" for host in hosts)
+        expected = not one_shot and job["job_name"] != "prometheus"
+        assert bool(covered.fullmatch(job["job_name"])) == expected, job["job_name"]
+
+
+def _dashboard() -> dict[str, Any]:
+    dashboard: dict[str, Any] = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    return dashboard
+
+
+def _panels() -> list[dict[str, Any]]:
+    return [panel for panel in _dashboard()["panels"] if panel["type"] != "row"]
+
+
+def test_grafana_provisions_prometheus_and_the_dashboard(services: dict[str, dict[str, Any]]) -> None:
+    grafana = services["grafana"]
+    mounts = _mounts(grafana)
+    provisioning = mounts["/etc/grafana/provisioning"]
+    (datasource,) = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())["datasources"]
+    url = urlsplit(datasource["url"])
+    assert url.hostname == "prometheus" and url.port in _container_ports(services["prometheus"])
+    assert datasource["type"] == "prometheus" and datasource["isDefault"]
+    (provider,) = yaml.safe_load((provisioning / "dashboards" / "arcstream.yml").read_text())["providers"]
+    dashboards_dir = provider["options"]["path"]
+    assert mounts[dashboards_dir] == DASHBOARD.parent
+    home = environment(grafana)["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home == f"{dashboards_dir}/{DASHBOARD.name}"
+    assert grafana["depends_on"]["prometheus"]["condition"] == "service_healthy"
+    # Every query of the dashboard goes to the provisioned data source.
+    dashboard = _dashboard()
+    sources = [panel["datasource"] for panel in _panels()]
+    sources += [target["datasource"] for panel in _panels() for target in panel["targets"]]
+    assert {(s["type"], s["uid"]) for s in sources} == {("prometheus", datasource["uid"])}
+    assert dashboard["uid"] and dashboard["title"]
+
+
+def test_dashboard_queries_use_only_metric_names_that_exist() -> None:
+    exposed = exposed_metric_names()
+    assert not PENDING_METRICS & exposed, f"now defined, remove from PENDING_METRICS: {PENDING_METRICS & exposed}"
+    known = exposed | PENDING_METRICS | SCRAPE_METRICS | {"ALERTS"}
+    used = set()
+    for panel in _panels():
+        for target in panel["targets"]:
+            names = metric_names(target["expr"])
+            assert names, f"{panel['title']}: query reads no series: {target['expr']}"
+            assert names <= known, f"{panel['title']} reads series nothing exposes: {sorted(names - known)}"
+            used |= names
+    # The golden signals per stage are all on it.
+    for signal in ("in_total", "out_total", "failed_total", "duration_seconds_bucket", "consumer_lag", "in_flight"):
+        assert f"arcstream_messages_{signal}" in used or f"arcstream_{signal}" in used, signal
+
+
+def test_dashboard_panels_are_laid_out_described_and_documented() -> None:
+    doc = (ROOT / "docs" / "observability.md").read_text(encoding="utf-8")
+    panels = _dashboard()["panels"]
+    assert len({panel["id"] for panel in panels}) == len(panels)
+    taken: set[tuple[int, int]] = set()
+    for panel in panels:
+        box = panel["gridPos"]
+        assert box["x"] + box["w"] <= 24, panel["title"]
+        cells = {(x, y) for x in range(box["x"], box["x"] + box["w"]) for y in range(box["y"], box["y"] + box["h"])}
+        assert not cells & taken, f"{panel['title']} overlaps another panel"
+        taken |= cells
+    for panel in _panels():
+        assert panel["description"], panel["title"]
+        assert f"**{panel['title']}**" in doc, f"panel {panel['title']!r} is not explained in docs/observability.md"

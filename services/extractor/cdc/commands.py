@@ -22,6 +22,11 @@ def add_commands(subparsers: Any) -> None:
     capture.add_argument("--slot", help="replication slot name (cdc.slot_name)")
     capture.add_argument("--topic-prefix", help="change topic prefix (cdc.topic_prefix)")
     capture.set_defaults(handler=_capture)
+    slot_metrics = cdc_sub.add_parser(
+        "slot-metrics", help="serve the replication slot's health on /metrics (when Kafka Connect runs the connector)"
+    )
+    slot_metrics.add_argument("--slot", help="replication slot name (cdc.slot_name)")
+    slot_metrics.set_defaults(handler=_slot_metrics)
 
 
 def add_extract_cdc(extract_sub: Any) -> None:
@@ -68,6 +73,14 @@ def _capture(args: argparse.Namespace) -> int:
     tables = asyncio.run(captured_tables(settings))  # fail fast, before the JVM starts
     start_jvm(settings.log_level, settings.cdc.java_options)
     asyncio.run(run_until_signalled(lambda stop: run_capture(settings, tables, stop)))
+    return 0
+
+
+def _slot_metrics(args: argparse.Namespace) -> int:
+    from services.extractor.cdc.capture.health import run_slot_metrics
+
+    settings = _cdc_settings(args, slot_name=args.slot)
+    asyncio.run(run_until_signalled(lambda stop: run_slot_metrics(settings, stop)))
     return 0
 
 

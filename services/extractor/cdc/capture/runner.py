@@ -1,7 +1,8 @@
 """``arcstream cdc capture``: run the embedded connector until asked to stop.
 
 Serves ``/metrics``, ``/healthz`` and ``/readyz`` (ready once the first batch
-reached the broker) when ``metrics.port`` is set.
+reached the broker) when ``metrics.port`` is set; ``/metrics`` includes the
+replication slot's health and the age of the last event (:mod:`.health`).
 
 The captured tables are the publication's (``arcstream cdc setup`` decides
 them), so capture and setup cannot disagree. Topics for those tables and the
@@ -18,6 +19,7 @@ from services.common.config import Settings
 from services.common.errors import SourceContractError
 from services.common.metrics_server import serve_metrics
 from services.extractor.cdc.capture.engine import CaptureEngine, CaptureFailedError
+from services.extractor.cdc.capture.health import LastEvent, capture_health
 from services.extractor.cdc.capture.properties import connector_properties, offsets_file
 from services.extractor.cdc.capture.setup import publication_tables
 from services.extractor.cdc.capture.sink import TopicSink, change_topic, transaction_topic
@@ -56,9 +58,10 @@ async def run_capture(settings: Settings, tables: list[str], stop: asyncio.Event
 
     try:
         await sink.ensure_topics([transaction_topic(settings), *(change_topic(settings, t) for t in tables)])
-        engine = CaptureEngine(connector_properties(settings, tables), sink.publish)
+        last_event = LastEvent()
+        engine = CaptureEngine(connector_properties(settings, tables), last_event.tracking(sink.publish))
         log.info("capturing %s from slot %s (offsets in %s)", ", ".join(tables), settings.cdc.slot_name, offsets)
-        async with serve_metrics(settings.metrics, readiness):
+        async with serve_metrics(settings.metrics, readiness), capture_health(settings, last_event):
             running = asyncio.create_task(engine.run())
             stopping = asyncio.create_task(stop.wait())
             try:
