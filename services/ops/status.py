@@ -23,6 +23,7 @@ worker per view (it is a read model, not a scaled service).
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 from typing import Any
@@ -31,6 +32,7 @@ import faust
 from faust.web import Request, Response, View
 
 from services.common.config import Settings
+from services.common.kafka.clients import make_admin, start_client
 
 NO_RUN = "-"
 LATEST_SHOWN = 200
@@ -50,7 +52,7 @@ def make_app(settings: Settings) -> faust.App:
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=kafka.session_timeout_ms / 1000,
-        broker_rebalance_timeout=kafka.session_timeout_ms / 1000,
+        broker_rebalance_timeout=(kafka.rebalance_timeout_ms or kafka.session_timeout_ms) / 1000,
         broker_heartbeat_interval=kafka.heartbeat_interval_ms / 1000,
         broker_max_poll_interval=kafka.max_poll_interval_ms / 1000,
     )
@@ -148,8 +150,20 @@ def render_html(snapshot: dict[str, Any]) -> str:
     )
 
 
+async def _check_broker(settings: Settings) -> None:
+    """Raise :class:`BrokerUnavailableError` (one line) unless the broker answers.
+
+    faust retries an unreachable broker inside its worker and finally dies with a long
+    traceback; checking first turns the common case (broker not started) into one line.
+    """
+    admin = make_admin(settings.kafka)
+    await start_client(admin, settings.kafka)
+    await admin.close()
+
+
 def run_status_view(settings: Settings) -> None:
     """Run the faust worker in this process until SIGTERM/SIGINT."""
+    asyncio.run(_check_broker(settings))
     app = make_app(settings)
     worker = faust.Worker(app, loglevel=settings.log_level.lower())
     worker.execute_from_commandline()

@@ -75,6 +75,8 @@ def make_consumer(
         "heartbeat_interval_ms": kafka.heartbeat_interval_ms,
         "max_poll_interval_ms": kafka.max_poll_interval_ms,
     }
+    if kafka.rebalance_timeout_ms is not None:
+        options["rebalance_timeout_ms"] = kafka.rebalance_timeout_ms
     return AIOKafkaConsumer(*topics, **(options | overrides))
 
 
@@ -99,9 +101,21 @@ async def start_client(client: AIOKafkaProducer | AIOKafkaConsumer | AIOKafkaAdm
     try:
         await client.start()
     except (KafkaConnectionError, KafkaError, OSError) as exc:
+        await _close_quietly(client)  # else aiokafka warns "Unclosed AIOKafka..." after our one line
         raise BrokerUnavailableError(
             f"cannot reach Kafka at {kafka.bootstrap_servers} ({type(exc).__name__}): "
             "start it (arcstream dev up) or set KAFKA_BOOTSTRAP_SERVERS"
         ) from exc
     finally:
         aiokafka_log.removeFilter(silenced)
+
+
+async def _close_quietly(client: AIOKafkaProducer | AIOKafkaConsumer | AIOKafkaAdminClient) -> None:
+    """Release what a client that failed to start holds; errors while closing add nothing."""
+    try:
+        if isinstance(client, AIOKafkaAdminClient):
+            await client.close()
+        else:
+            await client.stop()
+    except Exception:  # the start error is what the caller reports
+        logging.getLogger(__name__).debug("closing a client that failed to start", exc_info=True)
