@@ -32,7 +32,7 @@ import faust
 from faust.web import Request, Response, View
 
 from services.common.config import Settings
-from services.common.kafka.clients import make_admin, start_client
+from services.common.kafka.clients import check_broker
 
 NO_RUN = "-"
 LATEST_SHOWN = 200
@@ -150,20 +150,10 @@ def render_html(snapshot: dict[str, Any]) -> str:
     )
 
 
-async def _check_broker(settings: Settings) -> None:
-    """Raise :class:`BrokerUnavailableError` (one line) unless the broker answers.
-
-    faust retries an unreachable broker inside its worker and finally dies with a long
-    traceback; checking first turns the common case (broker not started) into one line.
-    """
-    admin = make_admin(settings.kafka)
-    await start_client(admin, settings.kafka)
-    await admin.close()
-
-
 def run_status_view(settings: Settings) -> None:
     """Run the faust worker in this process until SIGTERM/SIGINT."""
-    asyncio.run(_check_broker(settings))
+    # faust retries an unreachable broker inside its worker and dies with a long traceback: check first.
+    asyncio.run(check_broker(settings.kafka))
     app = make_app(settings)
     worker = faust.Worker(app, loglevel=settings.log_level.lower())
     worker.execute_from_commandline()

@@ -86,6 +86,16 @@ def make_admin(kafka: KafkaSettings) -> AIOKafkaAdminClient:
     return AIOKafkaAdminClient(**options)
 
 
+async def check_broker(kafka: KafkaSettings) -> None:
+    """Raise :class:`BrokerUnavailableError` (one line) unless the broker answers.
+
+    For commands with slow start-up work (a JVM, a faust worker) that should fail before it.
+    """
+    admin = make_admin(kafka)
+    await start_client(admin, kafka)
+    await admin.close()
+
+
 class _Silenced(logging.Filter):
     """Drops aiokafka's own connection errors while we start a client: we report them as one line."""
 

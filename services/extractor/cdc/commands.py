@@ -1,4 +1,4 @@
-"""``arcstream cdc setup|capture`` and ``arcstream extract cdc``."""
+"""``arcstream cdc setup|capture|reset`` and ``arcstream extract cdc``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import signal
 from typing import Any
 
 from services.common.config import Settings, load_settings
+from services.common.kafka.clients import check_broker
 from services.common.logs import configure_logging
 from services.extractor.source.schema import connect
 
@@ -22,6 +23,16 @@ def add_commands(subparsers: Any) -> None:
     capture.add_argument("--slot", help="replication slot name (cdc.slot_name)")
     capture.add_argument("--topic-prefix", help="change topic prefix (cdc.topic_prefix)")
     capture.set_defaults(handler=_capture)
+    reset = cdc_sub.add_parser(
+        "reset",
+        help="recover from a stale CDC position: new replication slot, old offsets set aside (a snapshot must follow)",
+        description="For a position capture cannot resume (slot dropped, database recreated or restored, WAL "
+        "removed): drops the slot, moves the offsets file aside and creates the slot again, so every change "
+        "from now on is kept. Changes before now reach Kafka only through 'arcstream extract snapshot'.",
+    )
+    reset.add_argument("--slot", help="replication slot name (cdc.slot_name)")
+    reset.add_argument("--force", action="store_true", help="reset even a valid position (a snapshot must follow)")
+    reset.set_defaults(handler=_reset)
 
 
 def add_extract_cdc(extract_sub: Any) -> None:
@@ -72,10 +83,29 @@ def _capture(args: argparse.Namespace) -> int:
     from services.extractor.cdc.capture.runner import captured_tables, run_capture
 
     settings = _cdc_settings(args, slot_name=args.slot, topic_prefix=args.topic_prefix)
-    tables = asyncio.run(captured_tables(settings))  # fail fast, before the JVM starts
+    # Fail fast, before the JVM starts: tables, stored position, broker.
+    tables = asyncio.run(captured_tables(settings))
+    asyncio.run(check_broker(settings.kafka))
     start_jvm(settings.log_level, settings.cdc.java_options)
     stop = asyncio.Event()
     asyncio.run(_until_signalled(run_capture(settings, tables, stop), stop))
+    return 0
+
+
+def _reset(args: argparse.Namespace) -> int:
+    from services.extractor.cdc.capture.position import reset_position
+
+    settings = _cdc_settings(args, slot_name=args.slot)
+
+    async def run() -> list[str]:
+        conn = await connect(settings.database_url.get_secret_value(), autocommit=True)
+        try:
+            return await reset_position(conn, settings, force=args.force)
+        finally:
+            await conn.close()
+
+    for line in asyncio.run(run()):
+        print(line)
     return 0
 
 
