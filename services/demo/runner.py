@@ -139,7 +139,6 @@ class Demo:
             "ARCSTREAM_TOPICS__PREFIX": f"demo-{tag}",
             "ARCSTREAM_CDC__TOPIC_PREFIX": f"demo{tag}db",
             "ARCSTREAM_CDC__SLOT_NAME": f"arcstream_demo_{tag}",
-            "ARCSTREAM_CDC__OFFSETS_DIR": str(self.base.state_dir / f"demo-cdc-{tag}"),
             "ARCSTREAM_STATE_DIR": str(self.base.state_dir),
         }
 

@@ -83,9 +83,9 @@ def _capture(args: argparse.Namespace) -> int:
     from services.extractor.cdc.capture.runner import captured_tables, run_capture
 
     settings = _cdc_settings(args, slot_name=args.slot, topic_prefix=args.topic_prefix)
-    # Fail fast, before the JVM starts: tables, stored position, broker.
-    tables = asyncio.run(captured_tables(settings))
+    # Fail fast, before the JVM starts: broker, tables, stored position.
     asyncio.run(check_broker(settings.kafka))
+    tables = asyncio.run(captured_tables(settings))
     start_jvm(settings.log_level, settings.cdc.java_options)
     stop = asyncio.Event()
     asyncio.run(_until_signalled(run_capture(settings, tables, stop), stop))
