@@ -29,7 +29,7 @@ import psycopg
 from aiokafka.admin import AIOKafkaAdminClient
 
 from services.common.config import Settings
-from services.common.errors import FatalError, SourceContractError
+from services.common.errors import ConfigError, FatalError, SourceContractError
 from services.common.kafka.clients import make_admin, start_client
 from services.common.kafka.topics import topic_specs
 from services.common.logs import mask_url
@@ -126,6 +126,14 @@ async def _relation_kinds(conn: psycopg.AsyncConnection[Any]) -> dict[str, str]:
     return {str(name): str(kind) for name, kind in await cursor.fetchall()}
 
 
+#: REPLICATION (or superuser); on Amazon RDS membership in ``rds_replication`` grants the same.
+_MAY_REPLICATE = """
+SELECT current_user,
+       rolreplication OR rolsuper OR EXISTS (
+           SELECT 1 FROM pg_roles r WHERE r.rolname = 'rds_replication' AND pg_has_role(current_user, r.oid, 'member'))
+  FROM pg_roles WHERE rolname = current_user
+"""
+
 _CDC_CHECKS = ("wal_level", "replication role", "captured tables", "publication", "replica identity", "slot")
 
 
@@ -140,16 +148,19 @@ async def _cdc_checks(conn: psycopg.AsyncConnection[Any], settings: Settings) ->
             "wal_level", "fail", f"is {wal_level!r}: set wal_level=logical in postgresql.conf and restart PostgreSQL"
         )
     )
-    role = await (
-        await conn.execute("SELECT current_user, rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user")
-    ).fetchone()
+    role = await (await conn.execute(_MAY_REPLICATE)).fetchone()
     user, may_replicate = (str(role[0]), bool(role[1])) if role else ("?", False)
     checks.append(
         Check("replication role", "ok", f"{user} may stream changes")
         if may_replicate
         else Check("replication role", "fail", f"{user} lacks REPLICATION: ALTER ROLE {user} REPLICATION")
     )
-    tables, notes = await resolve_tables(conn, InvestigationMapper(cdc.table_mappings))
+    try:
+        mapper = InvestigationMapper(cdc.table_mappings)
+    except ConfigError as exc:
+        skipped = [Check(name, "skip", "needs valid table mappings") for name in ("publication", "replica identity")]
+        return [*checks, Check("captured tables", "fail", str(exc)), *skipped, await _slot_check(conn, settings)]
+    tables, notes = await resolve_tables(conn, mapper)
     noted = f" ({'; '.join(notes)})" if notes else ""
     if not tables:
         checks.append(
@@ -174,9 +185,13 @@ async def _cdc_checks(conn: psycopg.AsyncConnection[Any], settings: Settings) ->
             if lacking
             else Check("replica identity", "ok", "deletes and updates carry the old row where the mapping needs it")
         )
-    position = await check_position(conn, settings)
-    checks.append(Check("slot", "ok" if position.resumable else "fail", position.message))
+    checks.append(await _slot_check(conn, settings))
     return checks
+
+
+async def _slot_check(conn: psycopg.AsyncConnection[Any], settings: Settings) -> Check:
+    position = await check_position(conn, settings)
+    return Check("slot", "ok" if position.resumable else "fail", position.message)
 
 
 async def _publication_check(conn: psycopg.AsyncConnection[Any], name: str, wanted: list[str]) -> Check:

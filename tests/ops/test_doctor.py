@@ -261,3 +261,14 @@ def test_an_unreachable_target_fails(deployment: Settings, make_settings: Callab
     checks = doctor(settings)
     assert statuses(checks)["target"] == "fail" and "cannot reach the ARC store" in checks["target"].message
     assert (checks["certificate"].status, checks["rdi"].status) == ("skip", "skip")
+
+
+def test_an_invalid_table_mapping_is_a_failing_check_not_a_crash(
+    deployment: Settings, make_settings: Callable[..., Settings]
+) -> None:
+    prepare(deployment)
+    cdc = deployment.cdc.model_dump() | {"table_mappings": {"public.samples": {"table": "x"}}}
+    settings = make_settings(rdi="soil-rdi", uploader={"target_url": deployment.uploader.target_url}, cdc=cdc)
+    checks = doctor(settings)
+    assert checks["captured tables"].status == "fail" and "cdc.table_mappings" in checks["captured tables"].message
+    assert (checks["publication"].status, checks["slot"].status) == ("skip", "ok")
