@@ -54,8 +54,7 @@ class Check:
 def render(checks: list[Check]) -> list[str]:
     """``STATUS  name  message`` per check, then a closing line with the count of blocking problems."""
     width = max(len(check.name) for check in checks)
-    lines = [f"{check.status.upper() if check.status == 'fail' else check.status:<4}  {check.name:<{width}}  "
-             f"{check.message}" for check in checks]  # fmt: skip
+    lines = [f"{_label(check):<4}  {check.name:<{width}}  {check.message}" for check in checks]
     counts = Counter(check.status for check in checks)
     if counts["fail"]:
         lines.append(f"{counts['fail']} problem(s) block the pipeline; fix the FAIL lines above and run doctor again")
@@ -63,6 +62,11 @@ def render(checks: list[Check]) -> list[str]:
         warned = f" ({counts['warn']} warning(s))" if counts["warn"] else ""
         lines.append(f"ready: nothing blocks the pipeline{warned}")
     return lines
+
+
+def _label(check: Check) -> str:
+    """``FAIL`` stands out in capitals; the others stay quiet."""
+    return "FAIL" if check.status == "fail" else check.status
 
 
 def blocking(checks: list[Check]) -> bool:
@@ -99,7 +103,11 @@ async def _database_checks(settings: Settings, *, cdc: bool) -> list[Check]:
 
 
 async def contract_check(conn: psycopg.AsyncConnection[Any]) -> Check:
-    """The extractor's contract check, plus what kind of relation each one is (a provider's are often views)."""
+    """The extractor's contract check, plus what kind of relation each one is (a provider's are often views).
+
+    Calling :func:`check_source_contract` itself keeps the doctor and the snapshot in step: when the
+    contract grows (optional v2 columns), what that check detects is what to report here.
+    """
     try:
         await check_source_contract(conn)
     except SourceContractError as exc:
