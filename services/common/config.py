@@ -73,9 +73,15 @@ class KafkaSettings(BaseModel):
     #: Consumer: per-partition and per-fetch byte limits, large enough for one big ARC.
     max_partition_fetch_bytes: int = 64 * 1024 * 1024
     fetch_max_bytes: int = 128 * 1024 * 1024
+    #: Consumer groups: a member silent this long is declared dead and its partitions move.
+    #: Apache Kafka refuses values outside ``group.min/max.session.timeout.ms`` (6 s .. 30 min by
+    #: default); the dev broker takes less (``arcstream dev up`` records shorter timings).
     session_timeout_ms: int = 30_000
     heartbeat_interval_ms: int = 3_000
     max_poll_interval_ms: int = 300_000
+    #: How long a rebalance waits for members to rejoin (Kafka Connect's ``rebalance.timeout.ms``;
+    #: the Java consumer sends ``max.poll.interval.ms``). Unset: the session timeout (aiokafka's default).
+    rebalance_timeout_ms: int | None = Field(default=None, ge=1)
 
 
 class TopicSettings(BaseModel):
@@ -237,7 +243,8 @@ class CdcSettings(StageSettings):
     slot_name: str = "arcstream"
     publication_name: str = "arcstream"
     debounce_ms: int = 300
-    offsets_dir: Path = DEFAULT_STATE_DIR / "cdc"
+    #: Where the embedded connector keeps its offsets (its position in the WAL). Unset: ``<state_dir>/cdc``.
+    offsets_dir: Path | None = Field(default=None, json_schema_extra={"reference_default": "<state_dir>/cdc"})
     #: Per captured table (``schema.table``): how a row finds its investigation(s).
     #: Either ``{"column": "investigation_ref"}`` or ``{"query": "SELECT ... %(col)s"}``.
     table_mappings: dict[str, dict[str, str]] = Field(default_factory=dict)

@@ -3,8 +3,11 @@
 1. start (or reuse) PostgreSQL, the broker and the ARC store (``arcstream dev up``);
 2. fresh demo database with a generated ``mixed`` dataset, CDC set up;
 3. the services as child processes: Debezium capture, CDC extractor, builder, uploader, status view;
+   the snapshot starts once builder and uploader are ready (``/readyz``: partitions assigned), so
+   its figures are the pipeline's, not the consumer-group joins';
 4. snapshot -> build -> upload with a progress bar per stage (read from ``arc.report``);
-5. live changes (update, insert, delete), each followed until it arrives in the store;
+5. live changes (update, insert, delete) once the CDC extractor is ready and the replication slot
+   streams, each followed until it arrives in the store;
 6. a summary, then the stack keeps running until Ctrl-C (``--exit`` stops after the summary).
 """
 
@@ -80,6 +83,9 @@ class Demo:
         self.services = ServiceGroup()
         self.timings: dict[str, float] = {}
         self.urls: dict[str, str] = {}
+        self.ready_urls: dict[str, str] = {}
+        self.services_started = 0.0
+        self.first_arc_s: float | None = None
 
     async def run(self) -> int:
         started = time.monotonic()
@@ -104,7 +110,12 @@ class Demo:
             await ensure_topics(settings)
             await watcher.start()
             self._start_services(env, settings)
+            # Measure the pipeline, not the consumer-group joins: snapshot once builder and uploader are in.
+            await self._wait_ready("builder", "uploader")
             summary = await self._snapshot_build_upload(settings, watcher)
+            # A change made before the replication slot streams would not be captured.
+            await self._wait_ready("extract-cdc")
+            await self._wait_capturing(settings)
             changes = await self._live_changes(settings, watcher)
             self._summary(settings, watcher, summary, changes, time.monotonic() - started)
             if not self.options.exit_after_summary:
@@ -128,7 +139,6 @@ class Demo:
             "ARCSTREAM_TOPICS__PREFIX": f"demo-{tag}",
             "ARCSTREAM_CDC__TOPIC_PREFIX": f"demo{tag}db",
             "ARCSTREAM_CDC__SLOT_NAME": f"arcstream_demo_{tag}",
-            "ARCSTREAM_CDC__OFFSETS_DIR": str(self.base.state_dir / f"demo-cdc-{tag}"),
             "ARCSTREAM_STATE_DIR": str(self.base.state_dir),
         }
 
@@ -170,12 +180,56 @@ class Demo:
             service_env = env | {"ARCSTREAM_METRICS__PORT": str(ports[name]), "ARCSTREAM_METRICS__HOST": "127.0.0.1"}
             self.services.start(ServiceProcess(name, args, self.log_dir / f"{name}.log"), service_env)
             self.urls[f"metrics ({name})"] = f"http://127.0.0.1:{ports[name]}/metrics"
+            self.ready_urls[name] = f"http://127.0.0.1:{ports[name]}/readyz"
+        self.services_started = time.monotonic()
         status_port = free_port()
         self.services.start(
             ServiceProcess("status", ["status", "--port", str(status_port)], self.log_dir / "status.log"), env
         )
         self.urls["status page"] = f"http://127.0.0.1:{status_port}/"
         _say(f"services started (logs in {self.log_dir})")
+
+    async def _wait_ready(self, *names: str) -> None:
+        """Until each named service answers ``/readyz`` with 200 (its consumer group has assigned partitions)."""
+        pending = set(names)
+        try:
+            async with httpx.AsyncClient(timeout=2) as client, asyncio.timeout(self.options.timeout_s):
+                while pending:
+                    self.services.check()
+                    for name in sorted(pending):
+                        try:
+                            ready = (await client.get(self.ready_urls[name])).status_code == 200
+                        except httpx.HTTPError:
+                            ready = False  # not listening yet
+                        if ready:
+                            pending.discard(name)
+                    if pending:
+                        await asyncio.sleep(0.1)
+        except TimeoutError:
+            raise StackError(
+                f"{', '.join(sorted(pending))} not ready after {self.options.timeout_s:.0f} s (logs in {self.log_dir})"
+            ) from None
+        self.timings.setdefault("services ready", time.monotonic() - self.services_started)
+
+    async def _wait_capturing(self, settings: Settings) -> None:
+        """Until the capture's replication slot is streaming (changes from then on are captured)."""
+        conn = await connect(settings.database_url.get_secret_value(), autocommit=True)
+        try:
+            async with asyncio.timeout(self.options.timeout_s):
+                while True:
+                    self.services.check()
+                    cursor = await conn.execute(
+                        "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (settings.cdc.slot_name,)
+                    )
+                    row = await cursor.fetchone()
+                    if row is not None and row[0]:
+                        return
+                    await asyncio.sleep(0.2)
+        except TimeoutError:
+            log_file = self.log_dir / "capture.log"
+            raise StackError(f"the CDC capture did not start streaming in time (log: {log_file})") from None
+        finally:
+            await conn.close()
 
     async def _snapshot_build_upload(self, settings: Settings, watcher: ReportWatcher) -> Any:
         began = time.monotonic()
@@ -203,6 +257,8 @@ class Demo:
                 ) from None
             refresh()
         self.timings["snapshot -> store"] = time.monotonic() - began
+        if "upload" in watcher.first_seen:
+            self.first_arc_s = watcher.first_seen["upload"] - began
         return summary
 
     async def _live_changes(self, settings: Settings, watcher: ReportWatcher) -> list[tuple[Change, float]]:
@@ -264,11 +320,21 @@ class Demo:
             counts = {status: n for (s, status), n in sorted(watcher.counts.items()) if s == stage}
             if counts:
                 lines.append(f"  {stage:<8} " + ", ".join(f"{status} {n}" for status, n in counts.items()))
+        notes = {
+            "services ready": "(from start to partitions assigned: consumer-group joins)",
+            "snapshot": f"({snapshot.published} payloads read and published)",
+        }
+        to_store = self.timings.get("snapshot -> store")
+        if to_store:
+            arcs = snapshot.published
+            notes["snapshot -> store"] = f"({arcs} ARCs built and uploaded, {arcs / to_store:.1f} ARCs/s)"
         for name, seconds in self.timings.items():
-            lines.append(f"  {name:<17} {seconds:6.1f} s")
+            lines.append(f"  {name:<19} {seconds:6.1f} s  {notes.get(name, '')}".rstrip())
+            if name == "snapshot" and self.first_arc_s is not None:
+                lines.append(f"  {'first ARC in store':<19} {self.first_arc_s:6.1f} s  (after the snapshot started)")
         for change, seconds in changes:
-            lines.append(f"  live {change.kind:<12} {seconds:6.1f} s  ({change.identifier})")
-        lines.append(f"  total             {total_s:6.1f} s")
+            lines.append(f"  live {change.kind:<14} {seconds:6.1f} s  ({change.identifier})")
+        lines.append(f"  total               {total_s:6.1f} s")
         lines.append(f"  ARCs: {settings.uploader.target_url}/v3/arcs (files under {self.store_dir})")
         lines.append(f"  run report: arcstream report --run {snapshot.run_id}")
         for name, url in self.urls.items():

@@ -7,6 +7,7 @@ i.e. from what the services themselves reported, not from private state.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +27,8 @@ class ReportWatcher:
         self._settings = settings
         self.counts: Counter[tuple[str, str]] = Counter()
         self.outcomes: list[Outcome] = []
+        #: When (``time.monotonic()``) the first outcome of each stage arrived here.
+        self.first_seen: dict[str, float] = {}
         self._changed = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
 
@@ -42,8 +45,10 @@ class ReportWatcher:
                 batches = await consumer.getmany(timeout_ms=200)
                 records = [loads(r.value) for rs in batches.values() for r in rs if r.value is not None]
                 if records:
+                    now = time.monotonic()
                     async with self._changed:
                         for outcome in records:
+                            self.first_seen.setdefault(outcome["stage"], now)
                             self.outcomes.append(outcome)
                             self.counts[(outcome["stage"], outcome["status"])] += 1
                         self._changed.notify_all()

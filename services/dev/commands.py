@@ -11,12 +11,15 @@ import argparse
 import asyncio
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from services.common.config import load_settings
 from services.common.errors import StackError
 from services.common.logs import configure_logging, mask_url
 from services.dev.generator import PROFILES
+
+if TYPE_CHECKING:
+    from services.dev.fill import FillResult
 
 
 def add_commands(subparsers: Any) -> None:
@@ -32,7 +35,11 @@ def add_commands(subparsers: Any) -> None:
     gen.add_argument("--investigations", "-n", type=int, required=True)
     gen.add_argument("--seed", type=int, default=1)
     gen.add_argument("--profile", choices=PROFILES, default="small")
-    gen.add_argument("--start", type=int, default=0, help="index of the first investigation (to append)")
+    where = gen.add_mutually_exclusive_group()
+    where.add_argument(
+        "--append", action="store_true", help="add after the generated investigations already in the database"
+    )
+    where.add_argument("--start", type=int, help="index of the first investigation (must not exist yet)")
     gen.set_defaults(handler=_gen)
 
     schemas = subparsers.add_parser("schemas", help="JSON Schemas in schemas/")
@@ -74,33 +81,26 @@ def _dev_env(args: argparse.Namespace) -> int:
 
 
 def _gen(args: argparse.Namespace) -> int:
-    from services.dev.generator import generate
-    from services.dev.writer import write_rows
-    from services.extractor.source.schema import connect, ensure_source_schema
+    from services.dev.fill import fill
+    from services.extractor.source.schema import connect
 
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
 
-    async def fill() -> int:
+    async def run() -> FillResult:
         conn = await connect(settings.database_url.get_secret_value())
         try:
-            await ensure_source_schema(conn)
-            await conn.commit()
-            rows = (
-                row
-                for index, row in enumerate(generate(args.start + args.investigations, args.seed, args.profile))
-                if index >= args.start
-            )
-            return await write_rows(conn, rows)
+            return await fill(conn, args.investigations, args.seed, args.profile, start=args.start, append=args.append)
         finally:
             await conn.close()
 
     started = time.monotonic()
-    count = asyncio.run(fill())
+    result = asyncio.run(run())
     print(
         json.dumps(
             {
-                "investigations": count,
+                "investigations": result.written,
+                "first": result.start,
                 "profile": args.profile,
                 "seed": args.seed,
                 "duration_s": round(time.monotonic() - started, 2),

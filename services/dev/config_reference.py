@@ -22,6 +22,9 @@ def _type_name(field: FieldInfo) -> str:
 
 
 def _default(field: FieldInfo) -> str:
+    extra = field.json_schema_extra
+    if isinstance(extra, dict) and isinstance(extra.get("reference_default"), str):
+        return str(extra["reference_default"])  # a default derived from another setting
     if field.default_factory is not None:
         value: Any = field.default_factory()  # type: ignore[call-arg]
         if not isinstance(value, list | dict):

@@ -1,4 +1,4 @@
-"""Operator subcommands: ``replay``, ``replay-dlq``, ``connect register``, ``report`` and ``status``."""
+"""Operator subcommands: ``replay``, ``replay-dlq``, ``connect register``, ``report``, ``doctor`` and ``status``."""
 
 from __future__ import annotations
 
@@ -67,6 +67,14 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--group", help="uploader consumer group (default: uploader.group_id)")
     p.set_defaults(handler=_report)
 
+    p = subparsers.add_parser(
+        "doctor",
+        help="check a configured deployment end to end (database, source contract, CDC, broker, topics, target)",
+        description="One line per check with what to fix; exit code 1 when something blocks the pipeline.",
+    )
+    p.add_argument("--no-cdc", action="store_true", help="skip the CDC checks (snapshot-only deployments)")
+    p.set_defaults(handler=_doctor)
+
     p = subparsers.add_parser("status", help="live status view over arc.report (faust app: JSON and HTML)")
     p.add_argument("--port", type=int, help="HTTP port (settings.uploader.status_port)")
     p.set_defaults(handler=_status)
@@ -83,6 +91,16 @@ def _report(args: argparse.Namespace) -> int:
     scope = ReportScope.from_settings(settings, args.run, args.group)
     print(json.dumps(asyncio.run(run_report(settings, scope)), indent=2))
     return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from services.ops.doctor import blocking, render, run_doctor
+
+    settings = load_settings()
+    configure_logging("ERROR", settings.log_format)
+    checks = asyncio.run(run_doctor(settings, cdc=not args.no_cdc))
+    print("\n".join(render(checks)))
+    return 1 if blocking(checks) else 0
 
 
 def _status(args: argparse.Namespace) -> int:

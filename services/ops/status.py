@@ -26,6 +26,7 @@ worker per view (it is a read model, not a scaled service).
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 from typing import Any
@@ -34,6 +35,7 @@ import faust
 from faust.web import Request, Response, View
 
 from services.common.config import Settings
+from services.common.kafka.clients import check_broker
 
 NO_RUN = "-"
 LATEST_SHOWN = 200
@@ -54,7 +56,7 @@ def make_app(settings: Settings) -> faust.App:
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=kafka.session_timeout_ms / 1000,
-        broker_rebalance_timeout=kafka.session_timeout_ms / 1000,
+        broker_rebalance_timeout=(kafka.rebalance_timeout_ms or kafka.session_timeout_ms) / 1000,
         broker_heartbeat_interval=kafka.heartbeat_interval_ms / 1000,
         broker_max_poll_interval=kafka.max_poll_interval_ms / 1000,
     )
@@ -178,6 +180,8 @@ def render_html(snapshot: dict[str, Any]) -> str:
 
 def run_status_view(settings: Settings) -> None:
     """Run the faust worker in this process until SIGTERM/SIGINT."""
+    # faust retries an unreachable broker inside its worker and dies with a long traceback: check first.
+    asyncio.run(check_broker(settings.kafka))
     app = make_app(settings)
     worker = faust.Worker(app, loglevel=settings.log_level.lower())
     worker.execute_from_commandline()

@@ -14,9 +14,9 @@ def test_demo_runs_end_to_end_and_stops(dev_stack: StackState, tmp_path: Path) -
     assert dev_stack.postgres is not None and dev_stack.broker is not None
     env = {
         **os.environ,
-        # use the session's PostgreSQL and broker; the demo starts its own ARC store
-        "DATABASE_URL": dev_stack.postgres.url,
-        "KAFKA_BOOTSTRAP_SERVERS": dev_stack.broker.url,
+        # use the session's PostgreSQL and broker (with the timings 'dev up' records for it);
+        # the demo starts its own ARC store
+        **dev_stack.env(),
         "ARCSTREAM_STATE_DIR": str(tmp_path / "state"),
     }
     env.pop("ARC_STORE_URL", None)
@@ -36,6 +36,9 @@ def test_demo_runs_end_to_end_and_stops(dev_stack: StackState, tmp_path: Path) -
     assert "delete INV-000001: arrived after" in out and "(gone from the store)" in out
     summary = out[out.index("summary") :]
     assert "4 payloads, 0 failed" in summary
+    # the pipeline's figures, with the consumer-group joins reported apart from them
+    assert "services ready" in summary and "first ARC in store" in summary
+    assert "4 ARCs built and uploaded" in summary
     assert "upload   created 5, deleted 1, updated 1" in summary
     assert "status page: http://127.0.0.1:" in summary
     # --exit stopped what the demo started: the store recorded in the state dir is gone

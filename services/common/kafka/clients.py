@@ -80,6 +80,8 @@ def make_consumer(
         "heartbeat_interval_ms": kafka.heartbeat_interval_ms,
         "max_poll_interval_ms": kafka.max_poll_interval_ms,
     }
+    if kafka.rebalance_timeout_ms is not None:
+        options["rebalance_timeout_ms"] = kafka.rebalance_timeout_ms
     return AIOKafkaConsumer(*topics, **(options | overrides))
 
 
@@ -87,6 +89,16 @@ def make_admin(kafka: KafkaSettings) -> AIOKafkaAdminClient:
     """An admin client (topic management, consumer-group offsets)."""
     options = common_options(kafka)
     return AIOKafkaAdminClient(**options)
+
+
+async def check_broker(kafka: KafkaSettings) -> None:
+    """Raise :class:`BrokerUnavailableError` (one line) unless the broker answers.
+
+    For commands with slow start-up work (a JVM, a faust worker) that should fail before it.
+    """
+    admin = make_admin(kafka)
+    await start_client(admin, kafka)
+    await admin.close()
 
 
 class _Silenced(logging.Filter):
@@ -118,7 +130,19 @@ async def start_client(client: AIOKafkaProducer | AIOKafkaConsumer | AIOKafkaAdm
         with quiet_aiokafka():
             await client.start()
     except (KafkaConnectionError, KafkaError, OSError) as exc:
+        await _close_quietly(client)  # else aiokafka warns "Unclosed AIOKafka..." after our one line
         raise BrokerUnavailableError(
             f"cannot reach Kafka at {kafka.bootstrap_servers} ({type(exc).__name__}): "
             "start it (arcstream dev up) or set KAFKA_BOOTSTRAP_SERVERS"
         ) from exc
+
+
+async def _close_quietly(client: AIOKafkaProducer | AIOKafkaConsumer | AIOKafkaAdminClient) -> None:
+    """Release what a client that failed to start holds; errors while closing add nothing."""
+    try:
+        if isinstance(client, AIOKafkaAdminClient):
+            await client.close()
+        else:
+            await client.stop()
+    except Exception:  # the start error is what the caller reports
+        logging.getLogger(__name__).debug("closing a client that failed to start", exc_info=True)

@@ -14,6 +14,7 @@ import pwd
 import stat
 import subprocess
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 from services.common.errors import StackError
@@ -67,8 +68,14 @@ def _run(args: list[str], user: str | None, timeout: float = 60) -> None:
         raise StackError(f"{Path(args[0]).name} timed out after {timeout:.0f}s") from exc
 
 
-def start_postgres(data_dir: Path, port: int | None = None) -> ServerRecord:
-    """Initialise (first time) and start a server; return where it listens."""
+def start_postgres(
+    data_dir: Path, port: int | None = None, server_options: Mapping[str, str] | None = None
+) -> ServerRecord:
+    """Initialise (first time) and start a server; return where it listens.
+
+    ``server_options`` are more ``-c name=value`` settings, given last so they win (a test
+    starts a server with ``wal_level=replica`` to see what a provider's default server does).
+    """
     user = _run_as()
     data_dir = data_dir.resolve()
     pgdata = data_dir / "pgdata"
@@ -91,6 +98,7 @@ def start_postgres(data_dir: Path, port: int | None = None) -> ServerRecord:
         f"-h 127.0.0.1 -p {port} -k {data_dir} -c wal_level=logical -c max_replication_slots=10 "
         "-c max_wal_senders=10 -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
     )
+    options += "".join(f" -c {name}={value}" for name, value in (server_options or {}).items())
     _run(
         [str(bin_dir / "pg_ctl"), "-D", str(pgdata), "-w", "-l", str(log_file), "-o", options, "start"],
         user,

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from services.dev.stack.broker import start_broker, stop_broker
+from services.dev.stack.broker import CLIENT_SETTINGS, start_broker, stop_broker
 from services.dev.stack.ports import free_port, wait_for_port
 from services.dev.stack.postgres import start_postgres, stop_postgres
 from services.dev.stack.processes import is_running, spawn_detached, terminate
@@ -81,7 +81,11 @@ def up(state_dir: Path, *, with_store: bool = True, known_rdis: Sequence[str] = 
 
     broker = _external("KAFKA_BOOTSTRAP_SERVERS")
     if broker is None:
-        broker = state.broker if state.broker and is_running(state.broker.pid) else start_broker(state_dir)
+        if state.broker and is_running(state.broker.pid):
+            # A broker started by an older 'dev up' lacks the recorded client timings.
+            broker = state.broker.model_copy(update={"client_settings": CLIENT_SETTINGS})
+        else:
+            broker = start_broker(state_dir)
     state.broker = broker
     write_state(state_dir, state)
 

@@ -20,6 +20,9 @@ class ServerRecord(BaseModel):
     pid: int | None = None
     data_dir: str | None = None
     log_file: str | None = None
+    #: Client settings this server needs (for the dev broker: consumer-group timings, see
+    #: :data:`services.dev.stack.broker.CLIENT_SETTINGS`); none for servers found configured.
+    client_settings: dict[str, int] | None = None
 
 
 class StackState(BaseModel):
@@ -31,13 +34,18 @@ class StackState(BaseModel):
     broker: ServerRecord | None = None
     store: ServerRecord | None = None
 
-    def settings(self) -> dict[str, str]:
+    def kafka_client_settings(self) -> dict[str, int]:
+        """``kafka.*`` settings the recorded broker needs (empty for a broker found configured)."""
+        return dict(self.broker.client_settings or {}) if self.broker else {}
+
+    def settings(self) -> dict[str, str | int]:
         """Dotted setting names -> values, for the config model's state-file source."""
-        values: dict[str, str] = {}
+        values: dict[str, str | int] = {}
         if self.postgres:
             values["database_url"] = self.postgres.url
         if self.broker:
             values["kafka.bootstrap_servers"] = self.broker.url
+            values.update({f"kafka.{key}": value for key, value in self.kafka_client_settings().items()})
         if self.store:
             values["uploader.target_url"] = self.store.url
         return values
@@ -49,6 +57,9 @@ class StackState(BaseModel):
             values["DATABASE_URL"] = self.postgres.url
         if self.broker:
             values["KAFKA_BOOTSTRAP_SERVERS"] = self.broker.url
+            values.update(
+                {f"ARCSTREAM_KAFKA__{key.upper()}": str(value) for key, value in self.kafka_client_settings().items()}
+            )
         if self.store:
             values["ARC_STORE_URL"] = self.store.url
         return values

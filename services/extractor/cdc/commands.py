@@ -1,4 +1,4 @@
-"""``arcstream cdc setup|capture`` and ``arcstream extract cdc``."""
+"""``arcstream cdc setup|capture|reset`` and ``arcstream extract cdc``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 from services.common.config import Settings, load_settings
+from services.common.kafka.clients import check_broker
 from services.common.kafka.stage import run_until_signalled
 from services.common.logs import configure_logging
 from services.extractor.source.schema import connect
@@ -27,6 +28,16 @@ def add_commands(subparsers: Any) -> None:
     )
     slot_metrics.add_argument("--slot", help="replication slot name (cdc.slot_name)")
     slot_metrics.set_defaults(handler=_slot_metrics)
+    reset = cdc_sub.add_parser(
+        "reset",
+        help="recover from a stale CDC position: new replication slot, old offsets set aside (a snapshot must follow)",
+        description="For a position capture cannot resume (slot dropped, database recreated or restored, WAL "
+        "removed): drops the slot, moves the offsets file aside and creates the slot again, so every change "
+        "from now on is kept. Changes before now reach Kafka only through 'arcstream extract snapshot'.",
+    )
+    reset.add_argument("--slot", help="replication slot name (cdc.slot_name)")
+    reset.add_argument("--force", action="store_true", help="reset even a valid position (a snapshot must follow)")
+    reset.set_defaults(handler=_reset)
 
 
 def add_extract_cdc(extract_sub: Any) -> None:
@@ -70,7 +81,9 @@ def _capture(args: argparse.Namespace) -> int:
     from services.extractor.cdc.capture.runner import captured_tables, run_capture
 
     settings = _cdc_settings(args, slot_name=args.slot, topic_prefix=args.topic_prefix)
-    tables = asyncio.run(captured_tables(settings))  # fail fast, before the JVM starts
+    # Fail fast, before the JVM starts: broker, tables, stored position.
+    asyncio.run(check_broker(settings.kafka))
+    tables = asyncio.run(captured_tables(settings))
     start_jvm(settings.log_level, settings.cdc.java_options)
     asyncio.run(run_until_signalled(lambda stop: run_capture(settings, tables, stop)))
     return 0
@@ -81,6 +94,23 @@ def _slot_metrics(args: argparse.Namespace) -> int:
 
     settings = _cdc_settings(args, slot_name=args.slot)
     asyncio.run(run_until_signalled(lambda stop: run_slot_metrics(settings, stop)))
+    return 0
+
+
+def _reset(args: argparse.Namespace) -> int:
+    from services.extractor.cdc.capture.position import reset_position
+
+    settings = _cdc_settings(args, slot_name=args.slot)
+
+    async def run() -> list[str]:
+        conn = await connect(settings.database_url.get_secret_value(), autocommit=True)
+        try:
+            return await reset_position(conn, settings, force=args.force)
+        finally:
+            await conn.close()
+
+    for line in asyncio.run(run()):
+        print(line)
     return 0
 
 

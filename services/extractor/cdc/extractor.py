@@ -166,10 +166,14 @@ class ChangeStep(Step):
         roots: set[str] = set()
         for row in rows:
             roots |= await self._mapper.investigations(self._conn, mapping, row)
+        if not roots and mapping.query is not None:
+            raise UnmappableChangeError(
+                f"{schema}.{table}: the mapping query found no investigation for this row (cdc.table_mappings)"
+            )
         if not roots:
             raise UnmappableChangeError(
-                f"{schema}.{table}: the row names no investigation (for deletes and updates "
-                "the table needs REPLICA IDENTITY FULL: run 'arcstream cdc setup')"
+                f"{schema}.{table}: column {mapping.column!r} is empty in this row (if it changed by an UPDATE "
+                "or DELETE, the old row is missing: the table needs REPLICA IDENTITY FULL, see 'arcstream cdc setup')"
             )
         return roots
 

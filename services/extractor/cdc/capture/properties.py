@@ -5,7 +5,7 @@ tombstones, JSON without schemas, decimals as strings) are the ones
 ``deploy/compose/connectors/arcstream-postgres.json`` gives Kafka Connect, so
 the extractor reads the same records whichever capture produced them.
 Only the engine-specific parts differ: offsets live in a file under
-``settings.cdc.offsets_dir`` instead of a Connect offsets topic.
+``cdc.offsets_dir`` (default ``<state_dir>/cdc``) instead of a Connect offsets topic.
 """
 
 from __future__ import annotations
@@ -30,8 +30,13 @@ RECORD_OPTIONS: dict[str, str] = {
 
 
 def offsets_file(settings: Settings) -> Path:
-    """Where the embedded connector keeps its offsets: one file per replication slot."""
-    return settings.cdc.offsets_dir / f"{settings.cdc.slot_name}.offsets"
+    """Where the embedded connector keeps its offsets: one file per replication slot.
+
+    Under ``state_dir`` unless ``cdc.offsets_dir`` names another directory, so moving
+    ``state_dir`` (``ARCSTREAM_STATE_DIR``) moves every piece of local state together.
+    """
+    directory = settings.cdc.offsets_dir or settings.state_dir / "cdc"
+    return directory / f"{settings.cdc.slot_name}.offsets"
 
 
 def database_options(database_url: str) -> dict[str, str]:

@@ -79,7 +79,7 @@ async def resolve_tables(
     return tables, notes
 
 
-def _needs_full_identity(table: CapturedTable, mapping: TableMapping) -> bool:
+def needs_full_identity(table: CapturedTable, mapping: TableMapping) -> bool:
     """Old values are needed unless the mapping column is part of the primary key (always sent)."""
     return not (mapping.column is not None and mapping.column in table.primary_key)
 
@@ -107,9 +107,9 @@ async def setup_cdc(conn: psycopg.AsyncConnection[Any], settings: Settings) -> l
     if not tables:
         raise SourceContractError("no mapped relation is a table: configure cdc.table_mappings for your tables")
     for table, mapping in tables.values():
-        if not _needs_full_identity(table, mapping):
+        if not needs_full_identity(table, mapping):
             lines.append(
-                f"{table.qualified}: replica identity {_IDENTITY[table.replica_identity]} kept"
+                f"{table.qualified}: replica identity {IDENTITY_NAMES[table.replica_identity]} kept"
                 " (the mapping column is in the primary key)"
             )
         elif table.replica_identity == "f":
@@ -129,7 +129,7 @@ async def setup_cdc(conn: psycopg.AsyncConnection[Any], settings: Settings) -> l
     return lines
 
 
-_IDENTITY = {"d": "DEFAULT", "f": "FULL", "n": "NOTHING", "i": "INDEX"}
+IDENTITY_NAMES = {"d": "DEFAULT", "f": "FULL", "n": "NOTHING", "i": "INDEX"}
 
 
 async def _ensure_publication(conn: psycopg.AsyncConnection[Any], name: str, tables: list[CapturedTable]) -> str:

@@ -67,6 +67,7 @@ class TopicSink:
         self._known = set(await self._admin.list_topics())
 
     async def stop(self) -> None:
+        """Close both clients (also after a failed :meth:`start`: nothing is left unclosed)."""
         await self._producer.stop()
         await self._admin.close()
 
