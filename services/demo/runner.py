@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import secrets
 import sys
@@ -28,6 +27,7 @@ from psycopg import sql
 from tqdm import tqdm
 
 from services.common.config import Settings, load_settings
+from services.common.content_hash import arc_id
 from services.common.errors import StackError
 from services.common.kafka.topics import ensure_topics
 from services.demo.changes import Change, delete_investigation, insert_investigation, update_title
@@ -69,11 +69,6 @@ async def _fresh_database(admin_url: str, slot: str) -> str:
     finally:
         await conn.close()
     return admin_url.rsplit("/", 1)[0] + f"/{DEMO_DATABASE}"
-
-
-def arc_id(identifier: str, rdi: str) -> str:
-    """The store's ARC id: sha256 of ``identifier:rdi``."""
-    return hashlib.sha256(f"{identifier}:{rdi}".encode()).hexdigest()
 
 
 class Demo:

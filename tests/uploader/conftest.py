@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import asynccontextmanager
@@ -243,3 +246,22 @@ def upload_settings(make_settings: Callable[..., Settings], store: StoreProcess,
         },
         kafka={"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000},
     )
+
+
+def spawn_uploader(settings: Settings, log_file: Path) -> subprocess.Popen[bytes]:
+    """``arcstream uploader`` as its own process with these settings (a deployed member of the group)."""
+    env = os.environ | {
+        "ARCSTREAM_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+        "ARCSTREAM_KAFKA__SESSION_TIMEOUT_MS": str(settings.kafka.session_timeout_ms),
+        "ARCSTREAM_KAFKA__HEARTBEAT_INTERVAL_MS": str(settings.kafka.heartbeat_interval_ms),
+        "ARCSTREAM_TOPICS__PREFIX": settings.topics.prefix,
+        "ARCSTREAM_TOPICS__PARTITIONS": str(settings.topics.partitions),
+        "ARCSTREAM_RDI": settings.rdi,
+        "ARCSTREAM_UPLOADER__MAX_CONCURRENT_UPLOADS": "4",
+        "ARCSTREAM_UPLOADER__GROUP_ID": settings.uploader.group_id,
+        "ARC_STORE_URL": settings.uploader.target_url,
+    }
+    with open(log_file, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "uploader"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )

@@ -181,8 +181,8 @@ def store_outage(
     """A snapshot run; the store process is killed mid-run and comes back after ``outage_s`` on the same port."""
     data_dir = tmp_path / "outage-store"
     port = free_port()
-    flags = ("--latency-ms", "40", "--known-rdi", "test-rdi")
-    record = stack.start_store(data_dir, port=port, extra_args=flags)
+    flags = ("--latency-ms", "40")
+    record = stack.start_store(data_dir, port=port, extra_args=flags, known_rdis=("test-rdi",))
     store = StoreProcess(record.url, Path(record.data_dir or ""), record.pid)
     settings = upload_settings(make_settings, store)
     documents = [arc_document(f"out-{i:03d}") for i in range(60)]
@@ -208,7 +208,7 @@ def store_outage(
             await until(paused, what="delivery paused")
             assert uploader.readiness()["target"] is False
             await asyncio.sleep(max(0.0, outage_s - (time.monotonic() - down_at)))
-            store.pid = stack.start_store(data_dir, port=port, extra_args=flags).pid
+            store.pid = stack.start_store(data_dir, port=port, extra_args=flags, known_rdis=("test-rdi",)).pid
             await until(closed, what="the harvest completed after the outage", limit_s=outage_s + 180)
 
         results = [o for o in await outcomes(settings) if o.run_id == run_id]

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -15,27 +12,9 @@ from services.common.config import Settings
 from services.common.content_hash import arc_id
 from tests.support import until
 
-from .conftest import ArcsTopic, StoreProcess, arc_document, outcomes, upload_settings
+from .conftest import ArcsTopic, StoreProcess, arc_document, outcomes, spawn_uploader, upload_settings
 
 TERMINAL = {"created", "updated", "unchanged", "failed", "superseded", "deleted", "retained"}
-
-
-def _spawn_uploader(settings: Settings, log_file: Path) -> subprocess.Popen[bytes]:
-    env = os.environ | {
-        "ARCSTREAM_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-        "ARCSTREAM_KAFKA__SESSION_TIMEOUT_MS": str(settings.kafka.session_timeout_ms),
-        "ARCSTREAM_KAFKA__HEARTBEAT_INTERVAL_MS": str(settings.kafka.heartbeat_interval_ms),
-        "ARCSTREAM_TOPICS__PREFIX": settings.topics.prefix,
-        "ARCSTREAM_TOPICS__PARTITIONS": str(settings.topics.partitions),
-        "ARCSTREAM_RDI": settings.rdi,
-        "ARCSTREAM_UPLOADER__MAX_CONCURRENT_UPLOADS": "4",
-        "ARCSTREAM_UPLOADER__GROUP_ID": settings.uploader.group_id,
-        "ARC_STORE_URL": settings.uploader.target_url,
-    }
-    with open(log_file, "ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "uploader"], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
 
 
 def test_sigkill_mid_run_then_restart_gives_exactly_one_outcome_per_arc(
@@ -53,7 +32,7 @@ def test_sigkill_mid_run_then_restart_gives_exactly_one_outcome_per_arc(
     async def scenario() -> None:
         run_id, produced = await arcs_topic.snapshot_run(documents)
 
-        first = _spawn_uploader(settings, log_file)
+        first = spawn_uploader(settings, log_file)
         try:
 
             async def some_reported() -> bool:
@@ -68,7 +47,7 @@ def test_sigkill_mid_run_then_restart_gives_exactly_one_outcome_per_arc(
         reported_before_kill = len(await outcomes(settings))
         assert reported_before_kill < len(documents)
 
-        second = _spawn_uploader(settings, log_file)
+        second = spawn_uploader(settings, log_file)
         try:
 
             async def closed() -> bool:

@@ -11,10 +11,10 @@ the committed offset can be before them.
 Kafka keeps it as the commit's metadata string (``OffsetAndMetadata``), the
 standard place. A broker that drops commit metadata (the dev broker, Tansu 0.6,
 returns it empty, and its OffsetFetch answer cannot be decoded by the admin client)
-is detected on the first commit by reading the commit back; from then on, and on
-the next start, the marks are kept in the compacted state topic instead
-(``mark|<group>|<topic>|<partition>``). Both are read at start, so switching
-loses nothing.
+is detected on the first commit by reading the commit back; from then on the marks
+are kept in the compacted state topic instead (``mark|<group>|<topic>|<partition>``).
+Both are read when a partition is assigned (the newer mark wins), so a member finds
+the marks of the previous one wherever the broker made it keep them.
 """
 
 from __future__ import annotations
@@ -76,8 +76,6 @@ class MarkStore:
         """Read what earlier members left: commit metadata (when readable) and the state topic's marks."""
         self._admin = make_admin(self._kafka)
         await start_client(self._admin, self._kafka)
-        if await self._read_metadata(None) is None:
-            self.metadata_kept = False
         prefix = f"mark|{self._group}|"
         async for record in iter_topic(self._kafka, self._state_topic):
             key = (record.key or b"").decode("utf-8", "replace")
@@ -98,8 +96,11 @@ class MarkStore:
             await self._admin.close()
             self._admin = None
 
-    async def _read_metadata(self, partitions: list[TopicPartition] | None) -> dict[TopicPartition, str] | None:
-        """Committed metadata per partition, or ``None`` when the broker's answer cannot be read."""
+    async def _read_metadata(self, partitions: list[TopicPartition]) -> dict[TopicPartition, str] | None:
+        """Committed metadata per partition, or ``None`` when the broker's answer cannot be read.
+
+        Always for named partitions: the dev broker's answer for a whole group cannot be decoded.
+        """
         assert self._admin is not None
         try:
             with quiet_aiokafka():

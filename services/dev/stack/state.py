@@ -38,9 +38,14 @@ class StackState(BaseModel):
         """``kafka.*`` settings the recorded broker needs (empty for a broker found configured)."""
         return dict(self.broker.client_settings or {}) if self.broker else {}
 
-    def settings(self) -> dict[str, str | int]:
+    @property
+    def store_deletes(self) -> bool:
+        """The stack started its own store, which it runs with ARC deletion switched on."""
+        return self.store is not None and self.store.pid is not None
+
+    def settings(self) -> dict[str, str | int | bool]:
         """Dotted setting names -> values, for the config model's state-file source."""
-        values: dict[str, str | int] = {}
+        values: dict[str, str | int | bool] = {}
         if self.postgres:
             values["database_url"] = self.postgres.url
         if self.broker:
@@ -48,6 +53,8 @@ class StackState(BaseModel):
             values.update({f"kafka.{key}": value for key, value in self.kafka_client_settings().items()})
         if self.store:
             values["uploader.target_url"] = self.store.url
+            if self.store_deletes:
+                values["uploader.target_deletes"] = True
         return values
 
     def env(self) -> dict[str, str]:
@@ -62,6 +69,8 @@ class StackState(BaseModel):
             )
         if self.store:
             values["ARC_STORE_URL"] = self.store.url
+            if self.store_deletes:
+                values["ARCSTREAM_UPLOADER__TARGET_DELETES"] = "true"
         return values
 
 
