@@ -42,7 +42,7 @@ from services.common.config import Settings
 from services.common.errors import ErrorCode, PayloadError
 from services.common.kafka.latest import LatestPerKey
 from services.common.kafka.member import stage_member
-from services.common.kafka.stage import Message, StageLoop, Step, run_until_signalled
+from services.common.kafka.stage import KeyedStep, Message, StageLoop, run_until_signalled
 from services.common.metrics_server import Readiness, serve_metrics
 from services.common.outcomes import OutcomeWriter, latency_ms
 from services.common.payload import PAYLOAD_SCHEMA_VERSION
@@ -63,7 +63,7 @@ from services.common.report import OutcomeRecord, Status
 log = logging.getLogger(__name__)
 
 
-class BuildStep(Step):
+class BuildStep(KeyedStep):
     """What the builder does with each message of ``arc.investigations``."""
 
     def __init__(
@@ -81,9 +81,7 @@ class BuildStep(Step):
         self._loop = loop
         self._producer = producer
         self._outcomes = outcomes
-        self._latest: LatestPerKey[Message] = LatestPerKey(
-            self._build, self._superseded, loop.spawn, one_at_a_time=False
-        )
+        self.latest = LatestPerKey(self._build, self._superseded, loop.spawn, one_at_a_time=False)
 
     async def take(self, message: Message) -> None:
         if message.recovered is not None:
@@ -94,13 +92,7 @@ class BuildStep(Step):
         elif message.key is None:
             self._loop.spawn(self._fail(message, "missing-key", "payload message has no key", None), message)
         else:
-            self._latest.submit(message.identifier, message)
-
-    def partitions_lost(self, partitions: frozenset[TopicPartition]) -> None:
-        self._latest.forget(lambda message: message.tp not in partitions)
-
-    async def stopping(self) -> None:
-        self._latest.close()
+            self.latest.submit(message.identifier, message)
 
     # -- jobs ------------------------------------------------------------------------------------
 
@@ -117,20 +109,20 @@ class BuildStep(Step):
     async def _build(self, message: Message) -> None:
         if message.value is None:
             async with self._loop.finishing(message):
-                if not self._latest.is_superseded(message.identifier, message):
+                if not self.latest.is_superseded(message.identifier, message):
                     await self._send(message, None, message.raw_headers)
             return
         started = time.monotonic()
         result = await self._pool.build(
             message.value,
             message.identifier,
-            wanted=lambda: not self._latest.is_superseded(message.identifier, message),
+            wanted=lambda: not self.latest.is_superseded(message.identifier, message),
         )
         # The worker's own build time (a batch shares one wait); a timeout counts its wall time.
         build_s = result.build_s if result is not None and result.build_s is not None else time.monotonic() - started
         if result is not None and result.fallback is not None:
             builder_metrics.engine_fallback(result.fallback)
-        if result is None or self._latest.is_superseded(message.identifier, message):
+        if result is None or self.latest.is_superseded(message.identifier, message):
             async with self._loop.finishing(message):
                 await self._outcomes.report(self._outcome(message, "superseded"), message.origin)
         elif result.ok:

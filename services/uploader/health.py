@@ -59,12 +59,19 @@ FIX: dict[str, str] = {
 class TargetHealth:
     """The shared state every request consults; see the module docstring."""
 
-    def __init__(self, settings: UploaderSettings, on_change: Callable[[TargetState], None] | None = None) -> None:
+    def __init__(
+        self,
+        settings: UploaderSettings,
+        on_change: Callable[[TargetState], None] | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._settings = settings
         self._on_change = on_change
+        self._clock = clock
         self.state = TargetState.UP
         self.reason: str | None = None
-        self.since = time.monotonic()
+        self.since = clock()
         self._next_trial = 0.0
         self._backoff = settings.backoff_initial_s
         self._trial_running = False
@@ -74,7 +81,7 @@ class TargetHealth:
     @property
     def down_for_s(self) -> float:
         """Seconds since the target stopped taking ARCs (0 while it is up)."""
-        return 0.0 if self.state is TargetState.UP else time.monotonic() - self.since
+        return 0.0 if self.state is TargetState.UP else self._clock() - self.since
 
     @asynccontextmanager
     async def admit(self) -> AsyncIterator[bool]:
@@ -83,7 +90,7 @@ class TargetHealth:
             if self.state is TargetState.UP:
                 yield False
                 return
-            now = time.monotonic()
+            now = self._clock()
             if not self._trial_running and now >= self._next_trial:
                 self._trial_running = True
                 try:
@@ -104,19 +111,28 @@ class TargetHealth:
             self._set(TargetState.UP, None)
         self._backoff = self._settings.backoff_initial_s
 
-    def unavailable(self, reason: str, retry_after: float | None = None) -> None:
-        """A connection error, timeout or 502/503/504: pause, and try again after the backoff."""
+    def unavailable(self, reason: str, retry_after: float | None = None) -> float:
+        """A connection error, timeout or 502/503/504: pause; return the seconds until the next trial.
+
+        The server's ``Retry-After`` is honoured (plus a little jitter, so clients told the
+        same second spread out); without one the wait is drawn from a backoff that doubles
+        per failed trial up to ``backoff_max_s`` (full jitter).
+        """
         if self.state is not TargetState.UNAVAILABLE:
             log.warning("target unavailable (%s): delivery paused; retrying", reason)
             self._set(TargetState.UNAVAILABLE, reason)
         else:
             self.reason = reason
-        wait = retry_after if retry_after is not None else random.uniform(0, self._backoff)
-        self._next_trial = time.monotonic() + min(wait, self._settings.retry_after_max_s)
-        self._backoff = min(self._backoff * 2, self._settings.backoff_max_s)
+        if retry_after is not None:
+            wait = retry_after + random.uniform(0, min(1.0, 0.1 * retry_after + 0.05))
+        else:
+            wait = random.uniform(0, self._backoff)
+            self._backoff = min(self._backoff * 2, self._settings.backoff_max_s)
+        self._next_trial = self._clock() + wait
+        return wait
 
-    def misconfigured(self, status: int, detail: str) -> None:
-        """400/401/403: stop delivery; re-check after ``misconfigured_recheck_s``."""
+    def misconfigured(self, status: int, detail: str) -> float:
+        """400/401/403: stop delivery; return the seconds until the re-check."""
         reason = MISCONFIGURATION[status]
         if self.state is not TargetState.MISCONFIGURED or self.reason != reason:
             log.error(
@@ -129,12 +145,13 @@ class TargetHealth:
                 self._settings.misconfigured_recheck_s,
             )
             self._set(TargetState.MISCONFIGURED, reason)
-        self._next_trial = time.monotonic() + self._settings.misconfigured_recheck_s
+        self._next_trial = self._clock() + self._settings.misconfigured_recheck_s
+        return self._settings.misconfigured_recheck_s
 
     def _set(self, state: TargetState, reason: str | None) -> None:
         self.state = state
         self.reason = reason
-        self.since = time.monotonic()
+        self.since = self._clock()
         self._changed.set()
         metrics.set_target_state(
             unavailable=state is TargetState.UNAVAILABLE,

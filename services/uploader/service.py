@@ -45,7 +45,7 @@ from services.common.content_hash import content_hash, root_identifier
 from services.common.errors import ArcstreamError, PayloadError
 from services.common.kafka.latest import LatestPerKey
 from services.common.kafka.member import stage_member
-from services.common.kafka.stage import Message, StageLoop, Step, run_until_signalled
+from services.common.kafka.stage import KeyedStep, Message, StageLoop, run_until_signalled
 from services.common.metrics_server import Readiness, serve_metrics
 from services.common.outcomes import OutcomeWriter, latency_ms
 from services.common.records import H_ENGINE, H_RUN_ID, H_SOURCE_TS, MARKER_KINDS, RunMarker, dumps, loads
@@ -87,7 +87,7 @@ class Result:
     forget_hash: bool = False
 
 
-class UploadStep(Step):
+class UploadStep(KeyedStep):
     """What the uploader does with each message of ``arc.arcs``."""
 
     def __init__(
@@ -109,9 +109,7 @@ class UploadStep(Step):
         self._client = client
         self._runs = runs
         self._force = force
-        self._latest: LatestPerKey[Message] = LatestPerKey(
-            self._deliver, self._superseded, loop.spawn, one_at_a_time=True
-        )
+        self.latest = LatestPerKey(self._deliver, self._superseded, loop.spawn, one_at_a_time=True)
         #: Runs whose run-start was taken in and is being recorded (set once recorded).
         self._starting: dict[str, asyncio.Event] = {}
 
@@ -122,13 +120,7 @@ class UploadStep(Step):
                 self._starting.setdefault(run_id, asyncio.Event())
             self._loop.spawn(self._marker(message), message)
         else:
-            self._latest.submit(message.identifier, message)
-
-    def partitions_lost(self, partitions: frozenset[TopicPartition]) -> None:
-        self._latest.forget(lambda message: message.tp not in partitions)
-
-    async def stopping(self) -> None:
-        self._latest.close()
+            self.latest.submit(message.identifier, message)
 
     # -- markers -----------------------------------------------------------------------------------
 

@@ -46,10 +46,21 @@ Sleep = Callable[[float], Awaitable[None]]
 class AttemptError(DeliveryError):
     """One attempt failed; ``verdict`` says why (see the module docstring)."""
 
-    def __init__(self, message: str, *, status: int | None, verdict: Verdict, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None,
+        verdict: Verdict,
+        retry_after: float | None = None,
+        wait_s: float | None = None,
+    ) -> None:
         super().__init__(message, status=status, retriable=verdict is not Verdict.FAIL)
         self.verdict = verdict
+        #: What the server asked for (``Retry-After``), in seconds.
         self.retry_after = retry_after
+        #: For an answer about the target: the wait the health gate chose before the next try.
+        self.wait_s = wait_s
         self.attempts = 1
 
 
@@ -131,18 +142,20 @@ class _ArcAttempts:
         return too_long or self.counted >= self._settings.max_attempts
 
     def wait(self, state: RetryCallState) -> float:
-        """The server's ``Retry-After`` plus a little jitter when it named one, else exponential backoff.
+        """The wait before the next try.
 
-        A server that says when to come back knows its load better than our backoff curve
-        does, so its wait replaces the curve; the jitter, never negative, keeps clients told
-        the same second apart.
+        About the target: the health gate's wait (trial spacing or the re-check interval).
+        About this ARC: the server's ``Retry-After`` plus a little jitter when it named one,
+        else exponential backoff with full jitter; a server that says when to come back knows
+        its load better than our curve, so its wait replaces the curve.
         """
         error = self._error(state)
-        if error is None or error.verdict is Verdict.MISCONFIGURED:
+        if error is None:
             return 0.0
+        if error.verdict is not Verdict.RETRY:
+            return error.wait_s or 0.0
         if error.retry_after is None:
-            # Unavailable without a named wait: the health gate spaces the trials.
-            return float(self._backoff(state)) if error.verdict is Verdict.RETRY else 0.0
+            return float(self._backoff(state))
         return error.retry_after + random.uniform(0, min(1.0, 0.1 * error.retry_after + 0.05))
 
 
@@ -152,13 +165,13 @@ class TargetClient:
     def __init__(
         self,
         settings: UploaderSettings,
-        health: TargetHealth,
+        health: TargetHealth | None = None,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.settings = settings
-        self.health = health
+        self.health = health or TargetHealth(settings)
         self.http = make_http_client(settings, transport)
         self._slots = asyncio.Semaphore(settings.max_concurrent_uploads)
         self._sleep = sleep
@@ -205,18 +218,13 @@ class TargetClient:
         async with self.health.admit(), self._slots:
             try:
                 response = await self.http.request(method, path, content=content, headers=headers)
-            except httpx.TimeoutException as exc:
+            except httpx.TransportError as exc:  # timeouts included: no answer means the target is not there
                 metrics.http_response("upload", None)
                 metrics.target_answered(None)
-                reason = f"timeout ({type(exc).__name__})"
-                self.health.unavailable(reason)
-                raise AttemptError(reason, status=None, verdict=Verdict.UNAVAILABLE) from exc
-            except httpx.TransportError as exc:
-                metrics.http_response("upload", None)
-                metrics.target_answered(None)
-                reason = f"connection error ({type(exc).__name__}: {exc})"
-                self.health.unavailable(reason)
-                raise AttemptError(reason, status=None, verdict=Verdict.UNAVAILABLE) from exc
+                kind = "timeout" if isinstance(exc, httpx.TimeoutException) else "connection error"
+                reason = f"{kind} ({type(exc).__name__}: {exc})" if str(exc) else f"{kind} ({type(exc).__name__})"
+                gap = self.health.unavailable(reason)
+                raise AttemptError(reason, status=None, verdict=Verdict.UNAVAILABLE, wait_s=gap) from exc
         metrics.http_response("upload", response.status_code)
         metrics.target_answered(response.status_code)
         verdict = classify_status(response.status_code)
@@ -225,16 +233,16 @@ class TargetClient:
             return response.status_code, _json_or_none(response.content)
         message = failure_message(response.status_code, response.content, len(content) if content else None)
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        wait: float | None = None
         if verdict is Verdict.UNAVAILABLE:
-            self.health.unavailable(message, retry_after)
+            wait = self.health.unavailable(message, retry_after)
         elif verdict is Verdict.MISCONFIGURED:
-            self.health.misconfigured(response.status_code, message)
+            wait = self.health.misconfigured(response.status_code, message)
         else:
             self.health.succeeded()  # the target answered about this ARC: it is there
             if verdict is Verdict.RETRY:
                 log.debug("%s %s: %s, retrying", method, path, message)
-        return_after = retry_after if verdict in (Verdict.RETRY, Verdict.UNAVAILABLE) else None
-        raise AttemptError(message, status=response.status_code, verdict=verdict, retry_after=return_after)
+        raise AttemptError(message, status=response.status_code, verdict=verdict, retry_after=retry_after, wait_s=wait)
 
 
 def _json_or_none(content: bytes) -> Any:

@@ -1,8 +1,8 @@
-"""TargetClient: retries by the table, Retry-After honoured, bounded attempts, TLS defaults.
+"""TargetClient: retries by the table, Retry-After honoured, outages and misconfiguration wait, TLS defaults.
 
 The HTTP side is an ``httpx.MockTransport`` (the injectable transport exists for
-this), and sleeping is a recording fake so the waits the client chose are
-asserted without waiting them.
+this), and time is a fake: sleeping records the wait and moves the fake clock the
+health gate reads, so the waits the client chose are asserted without waiting them.
 """
 
 from __future__ import annotations
@@ -16,17 +16,23 @@ import pytest
 
 from services.common.config import TlsClientSettings, UploaderSettings
 from services.common.errors import ConfigError
+from services.uploader.health import TargetHealth, TargetState
 from services.uploader.target import AttemptError, Reply, TargetClient, make_http_client
 
 
 class RecordingSleep:
-    """Named fake for time: records requested waits instead of sleeping."""
+    """Named fake for time: records requested waits instead of sleeping, and advances its clock."""
 
     def __init__(self) -> None:
         self.waits: list[float] = []
+        self.now = 1000.0
+
+    def clock(self) -> float:
+        return self.now
 
     async def __call__(self, seconds: float) -> None:
         self.waits.append(seconds)
+        self.now += seconds
 
 
 def _settings(**overrides: object) -> UploaderSettings:
@@ -41,7 +47,7 @@ def _settings(**overrides: object) -> UploaderSettings:
 
 def _call(
     responses: list[httpx.Response | Exception], **overrides: object
-) -> tuple[Reply | AttemptError, RecordingSleep, list[httpx.Request]]:
+) -> tuple[Reply | AttemptError, RecordingSleep, list[httpx.Request], TargetHealth]:
     seen: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -52,9 +58,11 @@ def _call(
         return answer
 
     sleep = RecordingSleep()
+    settings = _settings(**overrides)
+    health = TargetHealth(settings, clock=sleep.clock)
 
     async def run() -> Reply | AttemptError:
-        client = TargetClient(_settings(**overrides), transport=httpx.MockTransport(handler), sleep=sleep)
+        client = TargetClient(settings, health, transport=httpx.MockTransport(handler), sleep=sleep)
         try:
             return await client.call("POST", "/v3/arcs", b'{"rdi":"r","arc":{}}')
         except AttemptError as exc:
@@ -62,7 +70,7 @@ def _call(
         finally:
             await client.aclose()
 
-    return asyncio.run(run()), sleep, seen
+    return asyncio.run(run()), sleep, seen, health
 
 
 def ok() -> httpx.Response:
@@ -70,28 +78,29 @@ def ok() -> httpx.Response:
 
 
 def test_503_with_retry_after_seconds_waits_at_least_that_long() -> None:
-    result, sleep, seen = _call([httpx.Response(503, headers={"Retry-After": "3"}), ok()])
+    result, sleep, seen, health = _call([httpx.Response(503, headers={"Retry-After": "3"}), ok()])
     assert isinstance(result, Reply) and result.attempts == 2 and result.body["status"] == "created"
     assert len(seen) == 2 and len(sleep.waits) == 1 and 3.0 <= sleep.waits[0] <= 3.0 + 1.0
+    assert health.state is TargetState.UP  # the success after the wait resumed delivery
 
 
 def test_each_retry_after_is_honoured_without_growing_backoff() -> None:
     busy = httpx.Response(503, headers={"Retry-After": "1"})
-    result, sleep, _ = _call([busy, busy, busy, ok()])
+    result, sleep, _, _ = _call([busy, busy, busy, ok()])
     assert isinstance(result, Reply) and result.attempts == 4
     assert all(1.0 <= wait <= 1.2 for wait in sleep.waits)
 
 
 def test_retry_after_as_http_date_is_honoured() -> None:
     when = httpx.Response(429, headers={"Retry-After": "Wed, 21 Oct 2099 07:28:00 GMT"})
-    result, sleep, _ = _call([when, ok()], retry_after_max_s=1e10)
+    result, sleep, _, _ = _call([when, ok()], retry_after_max_s=1e10)
     assert isinstance(result, Reply)
     assert sleep.waits[0] > 3600
 
 
 @pytest.mark.parametrize("status", [408, 429, 500, 502, 504])
 def test_retriable_statuses_back_off_with_jitter_below_the_cap(status: int) -> None:
-    result, sleep, _ = _call([httpx.Response(status)] * 3 + [ok()])
+    result, sleep, _, _ = _call([httpx.Response(status)] * 3 + [ok()])
     assert isinstance(result, Reply) and result.attempts == 4
     assert len(sleep.waits) == 3 and all(0 <= wait <= 2.0 for wait in sleep.waits)
 
@@ -99,29 +108,63 @@ def test_retriable_statuses_back_off_with_jitter_below_the_cap(status: int) -> N
 @pytest.mark.parametrize(
     "error", [httpx.ConnectError("refused"), httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("eof")]
 )
-def test_timeouts_and_connection_errors_are_retried(error: Exception) -> None:
-    result, _, seen = _call([error, ok()])
-    assert isinstance(result, Reply) and result.attempts == 2 and len(seen) == 2
+def test_timeouts_and_connection_errors_pause_delivery_until_the_target_answers(error: Exception) -> None:
+    result, _, seen, health = _call([error, error, ok()])
+    assert isinstance(result, Reply) and result.attempts == 3 and len(seen) == 3
+    assert health.state is TargetState.UP
 
 
-@pytest.mark.parametrize("status", [400, 403, 409, 413, 422])
+def test_an_outage_costs_no_attempts_and_ends_only_past_the_outage_budget() -> None:
+    result, sleep, seen, health = _call([httpx.Response(503, text="busy")], max_attempts=2, outage_budget_s=30)
+    assert isinstance(result, AttemptError) and result.code == "target-failed" and result.status == 503
+    assert len(seen) > 2, "waiting for the target is not this ARC's attempts"
+    assert "outage_budget_s" in str(result) and sum(sleep.waits) > 30
+    assert health.state is TargetState.UNAVAILABLE
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"), [(400, "unknown-rdi"), (401, "certificate-required"), (403, "rdi-not-authorised")]
+)
+def test_a_misconfigured_uploader_waits_for_the_recheck_instead_of_failing(status: int, reason: str) -> None:
+    refused = httpx.Response(status, json={"detail": "RDI 'x' is not recognized."})
+    states: list[tuple[TargetState, str | None]] = []
+    sleep = RecordingSleep()
+    settings = _settings(misconfigured_recheck_s=30)
+    health = TargetHealth(settings, lambda state: states.append((state, health.reason)), clock=sleep.clock)
+    answers = iter([refused, refused, ok()])
+
+    async def run() -> Reply:
+        transport = httpx.MockTransport(lambda request: next(answers))
+        client = TargetClient(settings, health, transport=transport, sleep=sleep)
+        try:
+            return await client.call("POST", "/v3/arcs", b"{}")
+        finally:
+            await client.aclose()
+
+    assert isinstance(asyncio.run(run()), Reply)
+    assert sleep.waits == [30, 30]  # one re-check per interval, nothing failed
+    assert states == [(TargetState.MISCONFIGURED, reason), (TargetState.UP, None)]
+
+
+@pytest.mark.parametrize("status", [404, 409, 413, 422])
 def test_permanent_errors_fail_at_once_with_status_and_excerpt(status: int) -> None:
-    result, sleep, seen = _call([httpx.Response(status, json={"detail": f"reason {status}"})])
+    result, sleep, seen, _ = _call([httpx.Response(status, json={"detail": f"reason {status}"})])
     assert isinstance(result, AttemptError)
     assert result.status == status and not result.retriable and result.attempts == 1
+    assert result.code == "target-rejected"
     assert str(result).startswith(f"HTTP {status}") and f"reason {status}" in str(result)
     assert len(seen) == 1 and sleep.waits == []
 
 
-def test_retries_are_bounded_then_the_last_error_is_raised() -> None:
-    result, sleep, seen = _call([httpx.Response(503, text="busy")], max_attempts=4)
-    assert isinstance(result, AttemptError) and result.retriable
+def test_retries_of_one_arc_are_bounded_then_the_last_error_is_raised() -> None:
+    result, sleep, seen, _ = _call([httpx.Response(500, text="Business logic error")], max_attempts=4)
+    assert isinstance(result, AttemptError) and result.retriable and result.code == "target-failed"
     assert result.attempts == 4 and len(seen) == 4 and len(sleep.waits) == 3
     assert "gave up after 4 attempts" in str(result)
 
 
 def test_retry_after_beyond_the_cap_stops_instead_of_retrying_early() -> None:
-    result, sleep, seen = _call([httpx.Response(503, headers={"Retry-After": "900"})], retry_after_max_s=60)
+    result, sleep, seen, _ = _call([httpx.Response(429, headers={"Retry-After": "900"})], retry_after_max_s=60)
     assert isinstance(result, AttemptError) and len(seen) == 1 and sleep.waits == []
     assert "asked to wait 900s" in str(result)
 

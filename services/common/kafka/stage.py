@@ -33,8 +33,8 @@ implemented once, here:
   taking work, gives in-flight messages ``shutdown_grace_ms``, commits, leaves the
   group (so partitions move on at once), and returns.
 
-Newest-version-per-key is the step's choice of job runner
-(:class:`services.common.kafka.latest.LatestPerKey`), because what "superseded"
+Newest-version-per-key is the step's choice of policy (:class:`KeyedStep` over
+:class:`services.common.kafka.latest.LatestPerKey`), because what "superseded"
 means differs per stage. Clients are injected (a consumer, an
 :class:`OutcomeWriter`, an optional :class:`Recovery`), so the loop and each
 step have unit tests without a broker.
@@ -58,6 +58,7 @@ from aiokafka.errors import KafkaError
 from services.common import metrics
 from services.common.config import StageSettings
 from services.common.errors import BrokerUnavailableError, FatalError
+from services.common.kafka.latest import LatestPerKey
 from services.common.kafka.offsets import OffsetTracker
 from services.common.metrics_server import Readiness
 from services.common.outcomes import Origin, OutcomeWriter
@@ -146,6 +147,22 @@ class Step:
 
     async def stopping(self) -> None:
         """Graceful stop, before in-flight work is drained (e.g. flush, start nothing new)."""
+
+
+class KeyedStep(Step):
+    """A step whose messages of one key run by a :class:`LatestPerKey` policy (newest version wins).
+
+    Subclasses create ``self.latest`` and submit their messages to it; its waiting versions
+    of partitions that moved away are dropped, and on stop it starts nothing more.
+    """
+
+    latest: LatestPerKey[Message]
+
+    def partitions_lost(self, partitions: frozenset[TopicPartition]) -> None:
+        self.latest.forget(lambda message: message.tp not in partitions)
+
+    async def stopping(self) -> None:
+        self.latest.close()
 
 
 class Recovery(Protocol):

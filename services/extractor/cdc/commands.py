@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from collections.abc import Callable, Coroutine
 from typing import Any
+
+import psycopg
 
 from services.common.config import Settings, load_settings
 from services.common.kafka.clients import check_broker
@@ -63,17 +66,7 @@ def _setup(args: argparse.Namespace) -> int:
     from services.extractor.cdc.capture.setup import setup_cdc
 
     settings = _cdc_settings(args)
-
-    async def run() -> list[str]:
-        conn = await connect(settings.database_url.get_secret_value(), autocommit=True)
-        try:
-            return await setup_cdc(conn, settings)
-        finally:
-            await conn.close()
-
-    for line in asyncio.run(run()):
-        print(line)
-    return 0
+    return _print_lines(settings, lambda conn: setup_cdc(conn, settings))
 
 
 def _capture(args: argparse.Namespace) -> int:
@@ -101,17 +94,7 @@ def _reset(args: argparse.Namespace) -> int:
     from services.extractor.cdc.capture.position import reset_position
 
     settings = _cdc_settings(args, slot_name=args.slot)
-
-    async def run() -> list[str]:
-        conn = await connect(settings.database_url.get_secret_value(), autocommit=True)
-        try:
-            return await reset_position(conn, settings, force=args.force)
-        finally:
-            await conn.close()
-
-    for line in asyncio.run(run()):
-        print(line)
-    return 0
+    return _print_lines(settings, lambda conn: reset_position(conn, settings, force=args.force))
 
 
 def _extract_cdc(args: argparse.Namespace) -> int:
@@ -119,4 +102,21 @@ def _extract_cdc(args: argparse.Namespace) -> int:
 
     settings = _cdc_settings(args, group_id=args.group_id, topic_prefix=args.topic_prefix)
     asyncio.run(run_until_signalled(lambda stop: run_cdc_extractor(settings, stop)))
+    return 0
+
+
+def _print_lines(
+    settings: Settings, work: Callable[[psycopg.AsyncConnection[Any]], Coroutine[Any, Any, list[str]]]
+) -> int:
+    """Run ``work`` on an autocommit connection to the source database and print what it reports."""
+
+    async def run() -> list[str]:
+        conn = await connect(settings.database_url.get_secret_value(), autocommit=True)
+        try:
+            return await work(conn)
+        finally:
+            await conn.close()
+
+    for line in asyncio.run(run()):
+        print(line)
     return 0
