@@ -63,7 +63,9 @@ ERROR_CODES: dict[ErrorCode, str] = {
     "unmapped-table": "a change of a captured table that cdc.table_mappings does not map",
     "unmapped-change": "a change whose row names no investigation",
     "target-rejected": "the ARC store refused this ARC (HTTP 4xx such as 409, 413, 422; see http_status)",
-    "target-failed": "the ARC store kept failing for this ARC (5xx after max_attempts, or unavailable past outage_budget_s)",
+    "target-failed": (
+        "the ARC store kept failing for this ARC (5xx after max_attempts, or unavailable past outage_budget_s)"
+    ),
     "internal-error": "an unexpected error in arcstream itself (a bug: the message says where)",
 }
 

@@ -34,6 +34,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -85,6 +86,20 @@ class Result:
     dlq: bool = False
     delivered_hash: DeliveredHash | None = None
     forget_hash: bool = False
+
+
+def _first_seen_since(answer: dict[str, Any], started_at: str) -> bool:
+    """True when the target first saw the ARC at or after ``started_at`` (ISO 8601, UTC)."""
+    first_seen = (answer.get("metadata") or {}).get("first_seen")
+    if not isinstance(first_seen, str):
+        return False
+    text = first_seen.removesuffix("Z") if "+" in first_seen else first_seen.replace("Z", "+00:00")
+    try:
+        seen = datetime.fromisoformat(text)
+        start = datetime.fromisoformat(started_at.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return (seen if seen.tzinfo else seen.replace(tzinfo=UTC)) >= start
 
 
 class UploadStep(KeyedStep):
@@ -217,6 +232,10 @@ class UploadStep(KeyedStep):
             await self._runs.activity(run_id, message.tp.partition)
         answer = reply.body if isinstance(reply.body, dict) else {}
         status: Status = "created" if answer.get("status") == "created" else "unchanged" if unchanged else "updated"
+        if status != "created" and run is not None and _first_seen_since(answer, run.started_at):
+            # An earlier attempt of this run created it (its member died before the outcome): what
+            # the target recorded is a new ARC, whatever the answer to the repeated request says.
+            status = "created"
         arc_id = str(answer.get("arc_id") or make_arc_id(message.identifier, self._rdi))
         server_hash = (answer.get("metadata") or {}).get("arc_hash")
         if server_hash and server_hash != arc.content_hash:

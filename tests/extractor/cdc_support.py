@@ -201,7 +201,7 @@ def cdc_stack(
         config |= {
             "rdi": "cdc-test",
             "max_concurrent_arc_builds": 1,
-            "uploader": {"target_url": store.url},
+            "uploader": {"target_url": store.url, "target_deletes": True},
             "builder": {"group_id": f"{prefix}-builder", "shutdown_grace_ms": 1000},
         }
         config["uploader"]["group_id"] = f"{prefix}-uploader"

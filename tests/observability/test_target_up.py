@@ -56,8 +56,10 @@ def test_target_up_follows_the_last_answer() -> None:
 
     async def run() -> list[tuple[str, float | None]]:
         async with answering_server() as url:
-            answering = TargetClient(UploaderSettings(target_url=url, max_attempts=1, read_timeout_s=0.3))
-            nobody = TargetClient(UploaderSettings(target_url=f"http://127.0.0.1:{free_port()}", max_attempts=1))
+            # One attempt per ARC, and an outage budget of a millisecond: each step ends at once.
+            quick = {"max_attempts": 1, "outage_budget_s": 0.001, "backoff_initial_s": 0.01, "backoff_max_s": 0.02}
+            answering = TargetClient(UploaderSettings(target_url=url, read_timeout_s=0.3, **quick))
+            nobody = TargetClient(UploaderSettings(target_url=f"http://127.0.0.1:{free_port()}", **quick))
             try:
                 return [
                     (step, await target_up_after(*((nobody, "/") if step == "refused" else (answering, step))))

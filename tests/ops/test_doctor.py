@@ -61,7 +61,7 @@ def prepare(settings: Settings, *, cdc_setup: bool = True, topics: bool = True) 
 @pytest.fixture
 def deployment(make_settings: Callable[..., Settings], start_store: Callable[..., ServerRecord]) -> Settings:
     """A configured deployment: its own slot, publication and topics; a store as the target."""
-    store = start_store("store")
+    store = start_store("store", "--known-rdi", "soil-rdi")
     tag = uuid.uuid4().hex[:8]
     return make_settings(
         rdi="soil-rdi",

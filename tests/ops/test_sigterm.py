@@ -177,7 +177,7 @@ def test_uploader_sigterm_commits_exactly_the_completed_uploads(
         ARCSTREAM_UPLOADER__GROUP_ID=group,
         ARCSTREAM_UPLOADER__MAX_CONCURRENT_UPLOADS="2",
         # A short grace period: some uploads are handed back unfinished, and must stay uncommitted.
-        ARCSTREAM_UPLOADER__SHUTDOWN_GRACE_S="0.5",
+        ARCSTREAM_UPLOADER__SHUTDOWN_GRACE_MS="500",
     )
     process = subprocess.Popen(
         [sys.executable, "-m", "services.cli", "uploader"], env=env, cwd=Path(__file__).resolve().parents[2]

@@ -35,7 +35,7 @@ def probe_stand_in(api: ApiStandIn, rdi: str = "soil-rdi") -> TargetProbe:
 
 
 def test_the_local_store_accepts_and_nothing_is_written(start_store: Callable[..., ServerRecord]) -> None:
-    store = start_store("store")
+    store = start_store("store", "--known-rdi", "soil-rdi")
     probe = asyncio.run(probe_target(settings_for(store.url)))
     assert probe == TargetProbe(ok=True, status=200, problem=None, message=f"{store.url} accepts RDI 'soil-rdi'")
     assert not probe.misconfigured
@@ -78,7 +78,7 @@ def test_unreachable_not_v3_and_unusable_configuration(
     assert (unreachable.problem, unreachable.status) == ("unreachable", None)
     assert closed in unreachable.message and "uploader.target_url" in unreachable.message
 
-    store = start_store("store")
+    store = start_store("store", "--known-rdi", "soil-rdi")
     wrong_path = asyncio.run(probe_target(settings_for(f"{store.url}/nothing-here")))
     assert (wrong_path.problem, wrong_path.status) == ("not-v3", 404)
 

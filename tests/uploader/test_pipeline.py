@@ -20,7 +20,7 @@ from services.common.kafka.topics import ensure_topics
 from services.common.records import H_CONTENT_HASH, H_KIND, H_RUN_ID, RunMarker, dumps, header_dict, make_headers
 from services.common.report import utc_now_iso
 from services.dev.generator import generate_payloads
-from services.ops.run_report import run_report
+from services.ops.run_report import ReportScope, run_report
 from tests.support import until
 
 from .conftest import StoreProcess, outcomes, running_uploader, upload_settings
@@ -107,7 +107,7 @@ def test_snapshot_built_and_uploaded_is_one_complete_harvest(
         assert Counter(o.status for o in uploads) == {"created": N}
         assert all(o.run_id == RUN and o.engine for o in uploads)
 
-        report = await run_report(settings, RUN)
+        report = await run_report(settings, ReportScope.from_settings(settings, RUN))
         assert report["schema:actionStatus"] == "schema:CompletedActionStatus"
         [entry] = report["schema:result"]
         assert entry["fairagro:expectedDatasets"] == N

@@ -21,6 +21,7 @@ from services.common.config import StoreSettings, UploaderSettings
 from services.dev.stack.ports import free_port
 from services.store.app import StoreApp, server_ssl_context
 from services.store.repository import Repository
+from services.uploader.health import TargetHealth, TargetState
 from services.uploader.target import AttemptError, TargetClient
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
@@ -93,7 +94,9 @@ async def tls_store(directory: Path, pki: Pki) -> AsyncIterator[tuple[str, Store
 
 
 def _uploader_settings(url: str, **tls: object) -> UploaderSettings:
-    return UploaderSettings.model_validate({"target_url": url, "max_attempts": 2, "backoff_max_s": 0.1, "tls": tls})
+    """Quick retries, and an outage budget short enough that a failed handshake ends the call at once."""
+    quick = {"max_attempts": 2, "backoff_initial_s": 0.01, "backoff_max_s": 0.1, "outage_budget_s": 0.001}
+    return UploaderSettings.model_validate({"target_url": url, **quick, "tls": tls})
 
 
 def test_mtls_delivers_and_the_store_sees_the_client_certificate(tmp_path: Path, pki: Pki) -> None:
@@ -112,19 +115,22 @@ def test_mtls_delivers_and_the_store_sees_the_client_certificate(tmp_path: Path,
     asyncio.run(scenario())
 
 
-def test_without_a_client_certificate_the_store_refuses(tmp_path: Path, pki: Pki) -> None:
+def test_without_a_client_certificate_the_store_refuses_and_delivery_stops(tmp_path: Path, pki: Pki) -> None:
     async def scenario() -> None:
         async with tls_store(tmp_path, pki) as (url, app):
-            client = TargetClient(_uploader_settings(url, ca_bundle=pki.ca))
+            health = TargetHealth(_uploader_settings(url, ca_bundle=pki.ca))
+            client = TargetClient(_uploader_settings(url, ca_bundle=pki.ca), health)
+            call = asyncio.ensure_future(client.call("POST", "/v3/arcs", ARC))
             try:
-                with pytest.raises(AttemptError, match="401") as refused:
-                    await client.call("POST", "/v3/arcs", ARC)
+                async with asyncio.timeout(30):
+                    while health.state is not TargetState.MISCONFIGURED:  # noqa: ASYNC110
+                        await asyncio.sleep(0.02)
+                # As the real API: 401, not a TLS failure; and not this ARC's failure: it waits for the fix.
+                assert health.reason == "certificate-required" and not call.done()
+                assert [r["status"] for r in app.requests] == [401]
             finally:
+                call.cancel()
                 await client.aclose()
-            assert (
-                refused.value.status == 401 and not refused.value.retriable
-            )  # as the real API: 401, not a TLS failure
-            assert [r["status"] for r in app.requests] == [401]
 
     asyncio.run(scenario())
 

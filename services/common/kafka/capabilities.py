@@ -31,7 +31,7 @@ from aiokafka.protocol.transaction import InitProducerIdRequest
 
 from services.common.config import KafkaSettings
 from services.common.errors import BrokerUnavailableError
-from services.common.kafka.clients import common_options, make_producer, start_client
+from services.common.kafka.clients import common_options, make_producer, quiet_aiokafka, start_client
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,8 @@ async def broker_capabilities(kafka: KafkaSettings) -> BrokerCapabilities:
         sasl_plain_password=options.get("sasl_plain_password"),
     )
     try:
-        await client.bootstrap()
+        with quiet_aiokafka():
+            await client.bootstrap()
     except (KafkaError, OSError) as exc:
         await client.close()
         raise BrokerUnavailableError(

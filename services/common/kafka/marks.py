@@ -73,9 +73,12 @@ class MarkStore:
         self._topic_marks: dict[TopicPartition, CommitMark] = {}
 
     async def open(self) -> None:
-        """Read what earlier members left: commit metadata (when readable) and the state topic's marks."""
         self._admin = make_admin(self._kafka)
         await start_client(self._admin, self._kafka)
+
+    async def _load_topic_marks(self) -> None:
+        """The newest marks of this group in the state topic, including those other members wrote
+        since this one started (a partition taken over from a killed member has its marks there)."""
         prefix = f"mark|{self._group}|"
         async for record in iter_topic(self._kafka, self._state_topic):
             key = (record.key or b"").decode("utf-8", "replace")
@@ -113,6 +116,8 @@ class MarkStore:
     async def marks(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, CommitMark]:
         """The newest known mark of each partition (commit metadata wins over the state topic)."""
         wanted = list(partitions)
+        if self.metadata_kept is not True:
+            await self._load_topic_marks()
         found = {tp: self._topic_marks[tp] for tp in wanted if tp in self._topic_marks}
         if self.metadata_kept is not False and wanted:
             for tp, text in (await self._read_metadata(wanted) or {}).items():
