@@ -179,7 +179,7 @@ def test_target_down_fires_when_the_store_stops_and_resolves_when_it_is_back(
 ) -> None:
     settings = make_settings(kafka=FAST_GROUP)
     store_port = free_port()
-    store = start_store(tmp_path / "store", port=store_port)
+    store = start_store(tmp_path / "store", port=store_port, known_rdis=("prometheus-e2e",))
     current_store = [store]
     stopping(lambda: terminate(current_store[0].pid))
     asyncio.run(publish(settings))  # creates the topics before the consumers subscribe
@@ -252,7 +252,7 @@ def test_target_down_fires_when_the_store_stops_and_resolves_when_it_is_back(
     assert prometheus.query('arcstream_http_responses_total{code="error"}')["upload"] > 0
 
     # Back on the same port: the waiting ARC is delivered and the alert resolves.
-    current_store[0] = start_store(tmp_path / "store", port=store_port)
+    current_store[0] = start_store(tmp_path / "store", port=store_port, known_rdis=("prometheus-e2e",))
     resolved_after = holds(lambda: prometheus.alerts(ALERT) == [], f"{ALERT} resolved", limit_s=180)
     holds(lambda: asyncio.run(delivered(current_store[0], 2)), "inv-2 in the store")
     assert set(stored(current_store[0])) == {"inv-1", "inv-2"}
