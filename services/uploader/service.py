@@ -232,12 +232,19 @@ class UploadStep(KeyedStep):
             await self._runs.activity(run_id, message.tp.partition)
         answer = reply.body if isinstance(reply.body, dict) else {}
         status: Status = "created" if answer.get("status") == "created" else "unchanged" if unchanged else "updated"
-        if status != "created" and run is not None and _first_seen_since(answer, run.started_at):
-            # An earlier attempt of this run created it (its member died before the outcome): what
-            # the target recorded is a new ARC, whatever the answer to the repeated request says.
+        server_hash = (answer.get("metadata") or {}).get("arc_hash")
+        if (
+            status == "updated"
+            and last is None
+            and server_hash == arc.content_hash
+            and run is not None
+            and _first_seen_since(answer, run.started_at)
+        ):
+            # Never delivered by us as far as the state knows, yet the target had this very content,
+            # first seen during this run: an earlier attempt created it and its member died before
+            # the outcome. What the target recorded is a new ARC, whatever the repeat's answer says.
             status = "created"
         arc_id = str(answer.get("arc_id") or make_arc_id(message.identifier, self._rdi))
-        server_hash = (answer.get("metadata") or {}).get("arc_hash")
         if server_hash and server_hash != arc.content_hash:
             log.warning(
                 "target hash %s differs from the ARC's %s", server_hash, arc.content_hash, extra=message.log_extra

@@ -28,6 +28,7 @@ from services.common.payload import (
     Study,
 )
 from services.common.records import RunMarker
+from services.dev.stack.broker import CLIENT_SETTINGS
 
 from . import fakes
 
@@ -172,8 +173,8 @@ def rich_payload(identifier: str = "inv-rich") -> InvestigationPayload:
 
 # -- Kafka helpers for service tests ---------------------------------------------------------------
 
-#: The dev broker (Tansu) completes a group join after half the session timeout: keep it short in tests.
-FAST_GROUP = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500}
+#: The dev broker (Tansu) completes a group join after half the session timeout: the dev stack's short timings.
+FAST_GROUP: dict[str, int] = dict(CLIENT_SETTINGS)
 
 
 @pytest.fixture

@@ -110,7 +110,7 @@ async def look_at(url: str, profile: Path, screenshot: Path) -> dict[str, Any]:
 def test_a_person_sees_counts_per_outcome_and_the_latest_failures(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
-    settings = make_settings(kafka={"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000})
+    settings = make_settings()
     asyncio.run(publish(settings, OUTCOMES))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARCSTREAM_") and k not in WELL_KNOWN_ENV}

@@ -35,7 +35,7 @@ async def _publish(settings: Settings, records: list[OutcomeRecord]) -> None:
 def test_status_view_tracks_latest_outcomes_and_counts_each_identifier_once(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
-    settings = make_settings(kafka={"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000})
+    settings = make_settings()
     port = free_port()
 
     def outcome(identifier: str, status: str, at: str, **fields: object) -> OutcomeRecord:

@@ -229,7 +229,7 @@ async def running_uploader(settings: Settings, **kwargs: Any) -> Any:
 
 
 def upload_settings(make_settings: Callable[..., Settings], store: StoreProcess, **uploader: Any) -> Settings:
-    """Settings for an uploader test: the store as target, quick retries, a short session timeout.
+    """Settings for an uploader test: the store as target, quick retries (and the dev stack's short group timings).
 
     The group is the test's own (named after its topic prefix): a member left behind by a killed
     process must not delay another test's join.
@@ -244,7 +244,6 @@ def upload_settings(make_settings: Callable[..., Settings], store: StoreProcess,
             "group_id": f"uploader-{prefix}",
             **uploader,
         },
-        kafka={"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000},
     )
 
 
@@ -261,6 +260,8 @@ def spawn_uploader(settings: Settings, log_file: Path) -> subprocess.Popen[bytes
         "ARCSTREAM_UPLOADER__GROUP_ID": settings.uploader.group_id,
         "ARC_STORE_URL": settings.uploader.target_url,
     }
+    if settings.kafka.rebalance_timeout_ms is not None:
+        env["ARCSTREAM_KAFKA__REBALANCE_TIMEOUT_MS"] = str(settings.kafka.rebalance_timeout_ms)
     with open(log_file, "ab") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "services.cli", "uploader"], env=env, stdout=log, stderr=subprocess.STDOUT
