@@ -9,7 +9,7 @@ an RDI the certificate does not list. Errors are ``{"detail": ...}``.
 Extensions the API lacks answer 404 like the API unless switched on:
 ``DELETE /v3/arcs/{arc_id}`` (``store.enable_delete``); ``GET /v3/arcs``,
 ``GET /v3/arcs/{arc_id}`` (the stored bytes) and ``GET /_store/requests`` (every API
-request with identifier, status, the ``Retry-After`` a 503 named, store-side monotonic
+request with its query, identifier, status, the ``Retry-After`` a 503 named, store-side monotonic
 receive/answer times and, with ``store.record_bodies``, the body) with ``store.test_hooks``.
 Fault injection (503 with ``Retry-After``, latency, a body limit) is configured separately.
 """
@@ -181,6 +181,7 @@ class StoreApp:
             "client": certificate.common_name if certificate else None,
             "method": request.method,
             "path": request.path,
+            "query": dict(request.query),
             "identifier": request.get(IDENTIFIER),
             "status": status,
             "retry_after": request.get(RETRY_AFTER),

@@ -14,12 +14,17 @@ from services.dev.stack.state import ServerRecord
 
 @pytest.fixture
 def start_store(tmp_path: Path) -> Iterator[Callable[..., ServerRecord]]:
-    """Start ``arcstream store`` processes (``name``, then store flags), each over its own directory."""
+    """Start ``arcstream store`` processes (``name``, then store flags), each over its own directory.
+
+    With ``--tls-cert`` the store serves HTTPS, and the record's URL says so.
+    """
     started: list[ServerRecord] = []
 
     def factory(name: str, *flags: str) -> ServerRecord:
         record = stack.start_store(tmp_path / name, extra_args=flags)
         started.append(record)
+        if "--tls-cert" in flags:
+            record = record.model_copy(update={"url": record.url.replace("http://", "https://", 1)})
         return record
 
     yield factory

@@ -1,9 +1,10 @@
 """``arcstream doctor`` on a healthy deployment and on one with each check failing.
 
-Real servers throughout: the session's PostgreSQL and broker, an ``arcstream store``
-process, a second PostgreSQL started with ``wal_level=replica`` for that check. The
-RDI and certificate refusals come from the stand-in of ``api_stand_in.py`` (the local
-store cannot answer them yet).
+Real servers throughout: the session's PostgreSQL and broker, ``arcstream store``
+processes (plain HTTP, or HTTPS requiring client certificates from the shared test CA,
+:mod:`tests.pki`, for the certificate checks), a second PostgreSQL started with
+``wal_level=replica`` for that check. Only the overloaded target is a fake: the store
+cannot answer a read with 503 (``fake_overloaded_api.py`` says why).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -19,6 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 
@@ -31,8 +34,12 @@ from services.extractor.cdc.capture.properties import offsets_file
 from services.extractor.cdc.capture.setup import setup_cdc
 from services.extractor.source.schema import DDL_FILE, ensure_source_schema
 from services.ops.doctor import Check, blocking, render, run_doctor
+from services.uploader.probe import PROBE_PATH
+from tests.pki import Pki
 
-from .api_stand_in import ApiStandIn, serving
+from .fake_overloaded_api import FakeOverloadedApi, serving
+
+RDI = "soil-rdi"
 
 
 def doctor(settings: Settings, **kwargs: Any) -> dict[str, Check]:
@@ -61,31 +68,39 @@ def prepare(settings: Settings, *, cdc_setup: bool = True, topics: bool = True) 
 @pytest.fixture
 def deployment(make_settings: Callable[..., Settings], start_store: Callable[..., ServerRecord]) -> Settings:
     """A configured deployment: its own slot, publication and topics; a store as the target."""
-    store = start_store("store", "--known-rdi", "soil-rdi")
+    store = start_store("store", "--known-rdi", RDI)
     tag = uuid.uuid4().hex[:8]
     return make_settings(
-        rdi="soil-rdi",
+        rdi=RDI,
         uploader={"target_url": store.url},
         cdc={"slot_name": f"doc_{tag}", "publication_name": f"doc_{tag}", "topic_prefix": f"doc{tag}db"},
     )
 
 
-def test_a_healthy_deployment_passes_every_check_through_the_cli(deployment: Settings, tmp_path: Path) -> None:
-    prepare(deployment)
+def doctor_cli(settings: Settings) -> subprocess.CompletedProcess[str]:
+    """``arcstream doctor`` as an operator runs it: configured by environment variables only."""
+    tls = settings.uploader.tls
+    files = {"CLIENT_CERT": tls.client_cert, "CLIENT_KEY": tls.client_key, "CA_BUNDLE": tls.ca_bundle}
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARCSTREAM_")} | {
-        "DATABASE_URL": deployment.database_url.get_secret_value(),
-        "KAFKA_BOOTSTRAP_SERVERS": deployment.kafka.bootstrap_servers,
-        "ARC_STORE_URL": deployment.uploader.target_url,
-        "ARCSTREAM_RDI": deployment.rdi,
-        "ARCSTREAM_STATE_DIR": str(deployment.state_dir),
-        "ARCSTREAM_TOPICS__PREFIX": deployment.topics.prefix,
-        "ARCSTREAM_TOPICS__PARTITIONS": str(deployment.topics.partitions),
-        "ARCSTREAM_CDC__SLOT_NAME": deployment.cdc.slot_name,
-        "ARCSTREAM_CDC__PUBLICATION_NAME": deployment.cdc.publication_name,
+        "DATABASE_URL": settings.database_url.get_secret_value(),
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+        "ARC_STORE_URL": settings.uploader.target_url,
+        "ARCSTREAM_RDI": settings.rdi,
+        "ARCSTREAM_STATE_DIR": str(settings.state_dir),
+        "ARCSTREAM_TOPICS__PREFIX": settings.topics.prefix,
+        "ARCSTREAM_TOPICS__PARTITIONS": str(settings.topics.partitions),
+        "ARCSTREAM_CDC__SLOT_NAME": settings.cdc.slot_name,
+        "ARCSTREAM_CDC__PUBLICATION_NAME": settings.cdc.publication_name,
     }
-    result = subprocess.run(
+    env |= {f"ARCSTREAM_UPLOADER__TLS__{name}": str(path) for name, path in files.items() if path is not None}
+    return subprocess.run(
         [sys.executable, "-m", "services.cli", "doctor"], env=env, capture_output=True, text=True, timeout=120
     )
+
+
+def test_a_healthy_deployment_passes_every_check_through_the_cli(deployment: Settings) -> None:
+    prepare(deployment)
+    result = doctor_cli(deployment)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.strip().splitlines()
     names = ["database", "source contract", "wal_level", "replication role", "captured tables", "publication"]
@@ -104,7 +119,7 @@ def test_an_unreachable_database_and_broker_fail_and_what_needs_them_is_skipped(
         database_url=f"postgresql://postgres:s3cret@127.0.0.1:{free_port()}/x",
         kafka={"bootstrap_servers": f"127.0.0.1:{free_port()}"},
         uploader={"target_url": deployment.uploader.target_url},
-        rdi="soil-rdi",
+        rdi=RDI,
     )
     checks = doctor(dead)
     assert checks["database"].status == "fail" and "cannot connect to the database" in checks["database"].message
@@ -220,38 +235,92 @@ def test_missing_topics_warn_and_no_cdc_skips_the_cdc_checks(deployment: Setting
     assert not blocking(list(checks.values()))
 
 
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return Pki(tmp_path_factory.mktemp("pki"))
+
+
+def store_log(store: ServerRecord, ca: Path | None) -> list[tuple[str, str, dict[str, str], int]]:
+    """(method, path, query, status) of every API request the store received (its request log)."""
+    verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(ca)) if ca else True
+    answer = httpx.get(f"{store.url}/_store/requests", verify=verify, timeout=10)
+    answer.raise_for_status()
+    return [(e["method"], e["path"], e["query"], e["status"]) for e in answer.json()]
+
+
 @pytest.mark.parametrize(
-    ("api", "expected"),
+    ("known_rdis", "mtls", "certificate_rdis", "status", "expected"),
     [
-        (ApiStandIn(known_rdis={"other"}), {"target": "ok", "certificate": "ok", "rdi": "fail"}),
-        (
-            ApiStandIn(known_rdis={"soil-rdi"}, require_client_cert=True),
-            {"target": "ok", "certificate": "fail", "rdi": "skip"},
-        ),
-        (
-            ApiStandIn(known_rdis={"soil-rdi"}, require_client_cert=True, certificate_rdis={"other"}),
-            {"target": "ok", "certificate": "fail", "rdi": "ok"},
-        ),
-        (
-            ApiStandIn(known_rdis={"soil-rdi"}, overloaded=True),
-            {"target": "warn", "certificate": "skip", "rdi": "skip"},
-        ),
+        pytest.param(["other"], False, None, 400, {"target": "ok", "certificate": "ok", "rdi": "fail"},
+                     id="unknown RDI"),
+        pytest.param([RDI], True, None, 401, {"target": "ok", "certificate": "fail", "rdi": "skip"},
+                     id="no client certificate"),
+        pytest.param([RDI, "other"], True, ["other"], 403, {"target": "ok", "certificate": "fail", "rdi": "ok"},
+                     id="certificate without the RDI"),
+        pytest.param([RDI], True, [RDI], 200, {"target": "ok", "certificate": "ok", "rdi": "ok"},
+                     id="certificate listing the RDI"),
     ],
-)
-def test_target_refusals_say_which_part_to_fix(
-    deployment: Settings, make_settings: Callable[..., Settings], api: ApiStandIn, expected: dict[str, str]
+)  # fmt: skip
+def test_target_answers_say_which_part_to_fix(
+    deployment: Settings,
+    make_settings: Callable[..., Settings],
+    start_store: Callable[..., ServerRecord],
+    pki: Pki,
+    known_rdis: list[str],
+    mtls: bool,
+    certificate_rdis: list[str] | None,
+    status: int,
+    expected: dict[str, str],
 ) -> None:
     prepare(deployment)
+    flags = [arg for rdi in known_rdis for arg in ("--known-rdi", rdi)] + (list(pki.store_flags()) if mtls else [])
+    store = start_store("target", *flags)
+    tls: dict[str, str] = {"ca_bundle": str(pki.ca)} if mtls else {}
+    if certificate_rdis is not None:
+        client = pki.client("doctor-uploader", certificate_rdis)
+        tls |= {"client_cert": str(client.cert), "client_key": str(client.key)}
+    settings = make_settings(rdi=RDI, uploader={"target_url": store.url, "tls": tls}, cdc=deployment.cdc.model_dump())
+    checks = doctor(settings)
+    assert statuses({name: checks[name] for name in expected}) == expected
+    assert blocking(list(checks.values())) == ("fail" in expected.values())
+    for check in checks.values():
+        assert "\n" not in check.message
+    assert store_log(store, pki.ca if mtls else None) == [("GET", PROBE_PATH, {"rdi": RDI, "limit": "1"}, status)]
+
+
+def test_a_certificate_refusal_fails_the_cli_with_the_fix_on_its_line(
+    deployment: Settings, make_settings: Callable[..., Settings], start_store: Callable[..., ServerRecord], pki: Pki
+) -> None:
+    prepare(deployment)
+    store = start_store("target", *pki.store_flags(), "--known-rdi", RDI, "--known-rdi", "other")
+    client = pki.client("doctor-uploader", ["other"])
+    tls = {"client_cert": str(client.cert), "client_key": str(client.key), "ca_bundle": str(pki.ca)}
+    settings = make_settings(rdi=RDI, uploader={"target_url": store.url, "tls": tls}, cdc=deployment.cdc.model_dump())
+    result = doctor_cli(settings)
+    assert result.returncode == 1, result.stdout + result.stderr
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("FAIL")]
+    assert line.split()[1] == "certificate"
+    assert f"use the certificate issued for {RDI!r}, or set rdi to an RDI it lists" in line
+    assert result.stdout.strip().splitlines()[-1].startswith("1 problem(s) block the pipeline")
+
+
+def test_an_overloaded_target_warns_and_blocks_nothing(
+    deployment: Settings, make_settings: Callable[..., Settings]
+) -> None:
+    prepare(deployment)
+    api = FakeOverloadedApi()
 
     async def run() -> list[Check]:
         async with serving(api) as url:
-            settings = make_settings(rdi="soil-rdi", uploader={"target_url": url}, cdc=deployment.cdc.model_dump())
+            settings = make_settings(rdi=RDI, uploader={"target_url": url}, cdc=deployment.cdc.model_dump())
             return await run_doctor(settings)
 
     checks = {check.name: check for check in asyncio.run(run())}
+    expected = {"target": "warn", "certificate": "skip", "rdi": "skip"}
     assert {name: checks[name].status for name in expected} == expected
-    assert blocking(list(checks.values())) == ("fail" in expected.values())
-    assert api.requests == [("GET", "/v3/harvests", {"rdi": "soil-rdi", "limit": "1"})]
+    assert "try again later" in checks["target"].message
+    assert not blocking(list(checks.values()))
+    assert api.requests == [("GET", PROBE_PATH, {"rdi": RDI, "limit": "1"})]
 
 
 def test_an_unreachable_target_fails(deployment: Settings, make_settings: Callable[..., Settings]) -> None:
@@ -268,7 +337,7 @@ def test_an_invalid_table_mapping_is_a_failing_check_not_a_crash(
 ) -> None:
     prepare(deployment)
     cdc = deployment.cdc.model_dump() | {"table_mappings": {"public.samples": {"table": "x"}}}
-    settings = make_settings(rdi="soil-rdi", uploader={"target_url": deployment.uploader.target_url}, cdc=cdc)
+    settings = make_settings(rdi=RDI, uploader={"target_url": deployment.uploader.target_url}, cdc=cdc)
     checks = doctor(settings)
     assert checks["captured tables"].status == "fail" and "cdc.table_mappings" in checks["captured tables"].message
     assert (checks["publication"].status, checks["slot"].status) == ("skip", "ok")

@@ -1,4 +1,4 @@
-"""mTLS between uploader and store over a real TLS socket (certificates made with the openssl CLI).
+"""mTLS between uploader and store over a real TLS socket (certificates from the shared test CA, :mod:`tests.pki`).
 
 The client certificate lists the RDI it may upload for in the API's extension
 1.3.6.1.4.1.64609.1.1 (a DER SEQUENCE OF UTF8String), as the real API requires.
@@ -7,11 +7,8 @@ The client certificate lists the RDI it may upload for in the API's extension
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -23,8 +20,7 @@ from services.store.app import StoreApp, server_ssl_context
 from services.store.repository import Repository
 from services.uploader.health import TargetHealth, TargetState
 from services.uploader.target import AttemptError, TargetClient
-
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+from tests.pki import CertificatePair, Pki
 
 ARC = (
     b'{"rdi":"r","arc":{"@context":"https://w3id.org/ro/crate/1.1/context","@graph":[{"@id":"./","@type":"Dataset","additionalType":"Investigation",'
@@ -32,42 +28,15 @@ ARC = (
 )
 
 
-@dataclass
-class Pki:
-    ca: Path
-    server_cert: Path
-    server_key: Path
-    client_cert: Path
-    client_key: Path
-
-
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-def _issue(directory: Path, name: str, subject: str, extensions: str) -> None:
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
-             "-subj", subject, cwd=directory)  # fmt: skip
-    (directory / f"{name}.ext").write_text(extensions)
-    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-             "-out", f"{name}.pem", "-days", "1", "-extfile", f"{name}.ext", cwd=directory)  # fmt: skip
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return Pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    directory = tmp_path_factory.mktemp("pki")
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
-             "-days", "1", "-subj", "/CN=arcstream test CA", cwd=directory)  # fmt: skip
-    _issue(directory, "server", "/CN=127.0.0.1", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
-    rdis = "1.3.6.1.4.1.64609.1.1=ASN1:SEQUENCE:rdis\n[rdis]\nrdi.0=UTF8:r\n"
-    _issue(directory, "client", "/CN=arcstream-uploader", "extendedKeyUsage=clientAuth\n" + rdis)
-    return Pki(
-        directory / "ca.pem",
-        directory / "server.pem",
-        directory / "server.key",
-        directory / "client.pem",
-        directory / "client.key",
-    )
+def uploader_cert(pki: Pki) -> CertificatePair:
+    """The uploader's certificate: it may upload for RDI ``r``."""
+    return pki.client("arcstream-uploader", ["r"])
 
 
 @asynccontextmanager
@@ -76,8 +45,8 @@ async def tls_store(directory: Path, pki: Pki) -> AsyncIterator[tuple[str, Store
     settings = StoreSettings(
         directory=directory,
         port=port,
-        tls_cert=pki.server_cert,
-        tls_key=pki.server_key,
+        tls_cert=pki.server.cert,
+        tls_key=pki.server.key,
         tls_client_ca=pki.ca,
         known_rdis=["r"],
         test_hooks=True,
@@ -99,11 +68,13 @@ def _uploader_settings(url: str, **tls: object) -> UploaderSettings:
     return UploaderSettings.model_validate({"target_url": url, **quick, "tls": tls})
 
 
-def test_mtls_delivers_and_the_store_sees_the_client_certificate(tmp_path: Path, pki: Pki) -> None:
+def test_mtls_delivers_and_the_store_sees_the_client_certificate(
+    tmp_path: Path, pki: Pki, uploader_cert: CertificatePair
+) -> None:
     async def scenario() -> None:
         async with tls_store(tmp_path, pki) as (url, app):
             client = TargetClient(
-                _uploader_settings(url, client_cert=pki.client_cert, client_key=pki.client_key, ca_bundle=pki.ca)
+                _uploader_settings(url, client_cert=uploader_cert.cert, client_key=uploader_cert.key, ca_bundle=pki.ca)
             )
             try:
                 reply = await client.call("POST", "/v3/arcs", ARC)
@@ -135,11 +106,11 @@ def test_without_a_client_certificate_the_store_refuses_and_delivery_stops(tmp_p
     asyncio.run(scenario())
 
 
-def test_server_certificate_is_verified_by_default(tmp_path: Path, pki: Pki) -> None:
+def test_server_certificate_is_verified_by_default(tmp_path: Path, pki: Pki, uploader_cert: CertificatePair) -> None:
     async def scenario() -> None:
         async with tls_store(tmp_path, pki) as (url, app):
             # No CA bundle: the system trust store does not know the test CA, so the handshake fails.
-            client = TargetClient(_uploader_settings(url, client_cert=pki.client_cert, client_key=pki.client_key))
+            client = TargetClient(_uploader_settings(url, client_cert=uploader_cert.cert, client_key=uploader_cert.key))
             try:
                 with pytest.raises(AttemptError, match=r"CERTIFICATE_VERIFY_FAILED|connection error"):
                     await client.call("POST", "/v3/arcs", ARC)
