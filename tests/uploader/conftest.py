@@ -167,6 +167,10 @@ class ArcsTopic:
             items.append((identifier.encode(), value, headers, partition))
         return await self._send(items)
 
+    async def raw(self, items: list[tuple[str, bytes | None, list[tuple[str, bytes]]]]) -> list[Produced]:
+        """Messages exactly as given (key, value, headers): what a faulty producer might write."""
+        return await self._send([(key.encode(), value, headers, None) for key, value, headers in items])
+
     async def markers(self, kind: str, run_id: str, expected: int, published: dict[int, int] | None = None) -> None:
         partitions = self.settings.topics.partitions
         items = []

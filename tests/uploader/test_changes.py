@@ -7,10 +7,11 @@ from collections import Counter
 from collections.abc import Callable
 
 from services.common.config import Settings
-from services.common.content_hash import arc_id
+from services.common.content_hash import arc_id, content_hash
+from services.common.records import H_CONTENT_HASH, H_KIND, make_headers
 from tests.support import until
 
-from .conftest import ArcsTopic, StoreProcess, arc_document, outcomes, running_uploader, upload_settings
+from .conftest import ArcsTopic, StoreProcess, arc_bytes, arc_document, outcomes, running_uploader, upload_settings
 
 
 def test_cdc_changes_tombstones_and_force(
@@ -91,5 +92,31 @@ def test_run_without_run_end_is_cancelled_when_the_next_run_starts(
         results = await outcomes(settings)
         assert Counter(o.status for o in results if o.run_id == "run-a") == {"created": 3}
         assert Counter(o.status for o in results if o.run_id == run_b) == {"updated": 3}
+
+    asyncio.run(scenario())
+
+
+def test_a_stale_content_hash_header_does_not_make_a_changed_arc_unchanged(
+    make_settings: Callable[..., Settings], make_store: Callable[..., StoreProcess], arcs_topic: ArcsTopic
+) -> None:
+    store = make_store()
+    settings = upload_settings(make_settings, store)
+    first, changed = arc_document("stale-1"), arc_document("stale-1", title="changed since")
+
+    async def scenario() -> None:
+        await arcs_topic.arcs([first])
+        # A producer that copied the old hash into the header of the changed ARC.
+        stale = make_headers({H_KIND: "arc", H_CONTENT_HASH: content_hash(first)})
+        await arcs_topic.raw([("stale-1", arc_bytes(changed), stale)])
+
+        async def both() -> bool:
+            return len(await outcomes(settings)) == 2
+
+        async with running_uploader(settings):
+            await until(both, what="both versions reported")
+        results = sorted(await outcomes(settings), key=lambda o: o.at)
+        assert [o.status for o in results] == ["created", "updated"]
+        assert results[1].content_hash == content_hash(changed) != content_hash(first)
+        assert content_hash(store.get(f"/v3/arcs/{arc_id('stale-1', 'test-rdi')}")) == content_hash(changed)
 
     asyncio.run(scenario())
