@@ -252,6 +252,8 @@ class StageLoop:
         self._limbo: set[TopicPartition] = set()
         self._paused = False
         self._held: str | None = None
+        #: Set when the grace period is over: no output starts being written any more.
+        self._closing = False
         self._stop = asyncio.Event()
         self._failure: BaseException | None = None
         self._last_commit = time.monotonic()
@@ -424,7 +426,7 @@ class StageLoop:
         is never written after the partition's next owner looked for it.
         """
         await self._settled.wait()
-        if message.tp not in self.consumer.assignment():
+        if self._closing or message.tp not in self.consumer.assignment():
             raise Abandoned(message.tp)
         work = self._work.get(message.tp)
         if work is None or message.offset not in work.pending:
@@ -587,6 +589,12 @@ class StageLoop:
         grace = self.settings.shutdown_grace_ms / 1000
         log.info("stopping: waiting up to %gs for %d in-flight message(s)", grace, len(tasks))
         _, unfinished = await asyncio.wait(tasks, timeout=grace)
+        # Output already being written finishes (it is quick: the broker's acknowledgement), so what
+        # is on the report is also committed; nothing starts writing any more.
+        self._closing = True
+        quiet = self._wait_for(lambda: not any(work.finishing for work in self._work.values()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(quiet, timeout=max(grace, 5.0))
         for task in unfinished:
             task.cancel()
         await asyncio.gather(*unfinished, return_exceptions=True)
