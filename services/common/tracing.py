@@ -328,8 +328,9 @@ class Publish:
 
     def acknowledged(self, partition: int, offset: int) -> None:
         if self._span is not None and self._span.is_recording():
-            self._span.set_attribute("messaging.destination.partition.id", str(partition))
-            self._span.set_attribute("messaging.kafka.offset", offset)
+            self._span.set_attributes(
+                {"messaging.destination.partition.id": str(partition), "messaging.kafka.offset": offset}
+            )
             self._span.end()
 
     def failed(self, exc: BaseException) -> None:

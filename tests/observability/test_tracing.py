@@ -275,11 +275,13 @@ def test_one_investigation_is_one_trace_from_extract_through_build_and_upload_to
     attempt = child(uploaded, name="upload attempt")
     assert attempt.attributes["arcstream.attempt"] == 1
     request = child(attempt, kind="client")
+    assert request.name == "POST"
     assert request.attributes["http.request.method"] == "POST"
     assert request.attributes["url.full"].startswith(store.url + "/v3/harvests/")
     assert request.attributes["server.address"] == "127.0.0.1"
     assert request.attributes["http.response.status_code"] == 200
     served = child(request, service="arcstream-store", kind="server")
+    assert served.name == "POST /v3/harvests/{harvest_id}/arcs"
     assert served.attributes["http.response.status_code"] == 200
     [logged] = [r for r in store_log if r["identifier"] == identifier and r["path"].endswith("/arcs")]
     assert names(logged["traceparent"]) == ids(request)
