@@ -65,7 +65,8 @@ def snapshot_workload(base: dict[str, str], postgres_url: str, n: int) -> Worklo
         conn.execute(f'CREATE DATABASE "{database}"')
     database_url = postgres_url.rsplit("/", 1)[0] + f"/{database}"
     env = base | {"DATABASE_URL": database_url}
-    subprocess.run([*CLI, "gen", "-n", str(n), "--profile", "small", "--seed", "1"], env=env, check=True, cwd=ROOT)
+    generate = [*CLI, "gen", "-n", str(n), "--profile", "small", "--seed", "1"]
+    subprocess.run(generate, env=env, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
 

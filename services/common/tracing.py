@@ -37,6 +37,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from services.common.errors import ConfigError
+from services.common.records import Headers
 
 if TYPE_CHECKING:
     import httpx
@@ -60,8 +61,6 @@ TRACE_HEADERS: frozenset[str] = frozenset({TRACEPARENT, TRACESTATE})
 
 #: Exporters ``OTEL_TRACES_EXPORTER`` may name (``none``: off).
 EXPORTERS = ("otlp", "console")
-
-Headers = list[tuple[str, bytes]]
 
 _provider: TracerProvider | None = None
 _tracer: Tracer | None = None

@@ -279,6 +279,7 @@ def test_one_investigation_is_one_trace_from_extract_through_build_and_upload_to
     assert request.attributes["http.request.method"] == "POST"
     assert request.attributes["url.full"].startswith(store.url + "/v3/harvests/")
     assert request.attributes["server.address"] == "127.0.0.1"
+    assert request.attributes["server.port"] == int(store.url.rsplit(":", 1)[1])
     assert request.attributes["http.response.status_code"] == 200
     served = child(request, service="arcstream-store", kind="server")
     assert served.name == "POST /v3/harvests/{harvest_id}/arcs"
