@@ -346,13 +346,16 @@ def test_with_tracing_off_the_services_export_nothing_even_with_an_endpoint_arou
             "OTEL_BSP_SCHEDULE_DELAY": "50",
         }
         code = (
+            "import sys\n"
+            "import services.builder.service, services.uploader.service, services.store.app\n"
+            "import services.extractor.snapshot, services.extractor.cdc.extractor\n"
             "from services.common import tracing\n"
             "with tracing.traced(tracing.UPLOADER):\n"
             "    with tracing.span('would be exported'):\n"
             "        pass\n"
-            "print(tracing.enabled())\n"
+            "print(tracing.enabled(), sorted(m for m in sys.modules if m.startswith('opentelemetry')))\n"
         )
         result = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
-        assert result.stdout.strip() == "False"
+        assert result.stdout.strip() == "False []"  # not even the OpenTelemetry API is imported
         assert receiver.requests == 0
