@@ -50,7 +50,7 @@ from bench import engines
 from services.builder import sizing, worker
 from services.builder.engines import EngineFunction, engine_path, load_engine, register_engine
 from services.builder.service import BuilderService
-from services.common import metrics
+from services.common import metrics, tracing
 from services.common.config import Settings, load_settings
 from services.common.errors import MappingError
 from services.common.kafka.clients import make_producer, start_client
@@ -208,7 +208,9 @@ def main() -> None:
                 state_dir=Path(tmp) / "state",
             )
             workers = args.workers or settings.max_concurrent_arc_builds
-            figures = asyncio.run(measure(settings, payloads, args.engine, workers, args.repeat))
+            with tracing.traced(tracing.BUILDER):  # on only with OTEL_* set (bench/tracing.py compares)
+                figures = asyncio.run(measure(settings, payloads, args.engine, workers, args.repeat))
+                traced = tracing.enabled()
         finally:
             if broker is not None:
                 stop_broker(broker)
@@ -218,6 +220,7 @@ def main() -> None:
         "engine": args.engine,
         "corpus": {"profile": args.profile, "n": args.n, "seed": args.seed},
         "cpu_count": os.cpu_count(),
+        "tracing": traced,
         **figures,
     }
     print(json.dumps(result, indent=2))

@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
 
+from services.common import tracing
 from services.common.config import Settings, load_settings
 from services.common.content_hash import content_hash
 from services.common.kafka.clients import make_producer, start_client
@@ -177,6 +178,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=500, help="ARCs per scenario")
     parser.add_argument("--retry-after", type=float, default=1.0, help="Retry-After seconds of injected 503s")
     parser.add_argument("--concurrency", type=int, default=8, help="max_concurrent_uploads")
+    parser.add_argument("--failure-rates", type=float, nargs="+", default=[0.0, 0.3], help="share of injected 503s")
     args = parser.parse_args()
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     broker = None
@@ -185,7 +187,11 @@ def main() -> None:
             broker = start_broker(Path(tmp))
             bootstrap = broker.url
         try:
-            results = [scenario(bootstrap, args.n, rate, args.retry_after, args.concurrency) for rate in (0.0, 0.3)]
+            with tracing.traced(tracing.UPLOADER):  # on only with OTEL_* set (the store inherits them)
+                results = [
+                    scenario(bootstrap, args.n, rate, args.retry_after, args.concurrency) for rate in args.failure_rates
+                ]
+                traced = tracing.enabled()
         finally:
             if broker is not None:
                 stop_broker(broker)
@@ -195,6 +201,7 @@ def main() -> None:
                 "benchmark": "upload",
                 "retry_after_s": args.retry_after,
                 "max_concurrent_uploads": args.concurrency,
+                "tracing": traced,
                 "scenarios": results,
             },
             indent=2,

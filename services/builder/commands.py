@@ -8,6 +8,7 @@ from typing import Any
 
 from services.builder.engines import ENGINES
 from services.builder.service import run_builder
+from services.common import tracing
 from services.common.config import load_settings
 from services.common.logs import configure_logging
 
@@ -24,5 +25,6 @@ def _builder(args: argparse.Namespace) -> int:
     builder = {key: value for key, value in (("group_id", args.group), ("engine", args.engine)) if value}
     settings = load_settings(builder=builder or None, max_concurrent_arc_builds=args.workers)
     configure_logging(settings.log_level, settings.log_format)
-    asyncio.run(run_builder(settings))
+    with tracing.traced(tracing.BUILDER):
+        asyncio.run(run_builder(settings))
     return 0

@@ -30,6 +30,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import MessageSizeTooLargeError
+from aiokafka.structs import RecordMetadata
 from pydantic import ValidationError
 
 from services.builder import metrics as builder_metrics
@@ -38,6 +39,7 @@ from services.builder.engines import engine_path
 from services.builder.engines.fallback import FALLBACK_ENGINE
 from services.builder.pool import BuildPool
 from services.builder.worker import BuildResult
+from services.common import tracing
 from services.common.config import Settings
 from services.common.errors import ErrorCode, PayloadError
 from services.common.kafka.latest import LatestPerKey
@@ -81,7 +83,9 @@ class BuildStep(KeyedStep):
         self._loop = loop
         self._producer = producer
         self._outcomes = outcomes
-        self.latest = LatestPerKey(self._build, self._superseded, loop.spawn, one_at_a_time=False)
+        self._group = loop.settings.group_id
+        build = tracing.traced_job(self._build, self._group)
+        self.latest = LatestPerKey(build, self._superseded, loop.spawn, one_at_a_time=False)
 
     async def take(self, message: Message) -> None:
         if message.recovered is not None:
@@ -110,14 +114,20 @@ class BuildStep(KeyedStep):
         if message.value is None:
             async with self._loop.finishing(message):
                 if not self.latest.is_superseded(message.identifier, message):
-                    await self._send(message, None, message.raw_headers)
+                    with tracing.publish(self._arcs_topic, message.identifier) as publish:
+                        await self._send(message, None, publish.headers(message.raw_headers))
             return
         started = time.monotonic()
-        result = await self._pool.build(
-            message.value,
-            message.identifier,
-            wanted=lambda: not self.latest.is_superseded(message.identifier, message),
-        )
+        with tracing.span("build", {"arcstream.engine": self._engine}):
+            queued_ns = tracing.now_ns()
+            result = await self._pool.build(
+                message.value,
+                message.identifier,
+                wanted=lambda: not self.latest.is_superseded(message.identifier, message),
+            )
+            if result is not None:
+                engine, fallback = f"engine {self._engine_used(result)}", {"arcstream.fallback": result.fallback}
+                tracing.record_work(queued_ns, result.build_s, "queue wait", engine, fallback)
         # The worker's own build time (a batch shares one wait); a timeout counts its wall time.
         build_s = result.build_s if result is not None and result.build_s is not None else time.monotonic() - started
         if result is not None and result.fallback is not None:
@@ -132,12 +142,14 @@ class BuildStep(KeyedStep):
             await self._fail(message, code, result.error_message or "", build_s * 1000, self._engine_used(result))
 
     async def _superseded(self, older: Message, newer: Message) -> None:
-        async with self._loop.finishing(older):
-            await self._outcomes.report(self._outcome(older, "superseded"), older.origin)
+        with tracing.consuming(older, self._group):
+            async with self._loop.finishing(older):
+                await self._outcomes.report(self._outcome(older, "superseded"), older.origin)
 
     async def _produce_arc(self, message: Message, result: BuildResult, duration_ms: float) -> None:
         assert result.arc_json is not None
         engine = self._engine_used(result)
+        publish = tracing.publish(self._arcs_topic, message.identifier)
         headers = make_headers(
             {
                 H_KIND: "arc",
@@ -148,10 +160,13 @@ class BuildStep(KeyedStep):
                 H_ENGINE: engine,
             }
         )
+        headers = publish.headers(headers, message.headers)
         too_large = f"ARC of {len(result.arc_json)} bytes is too large for the producer/topic limits"
         try:
             async with self._loop.finishing(message):
-                await self._send(message, result.arc_json, headers)
+                with publish:
+                    sent = await self._send(message, result.arc_json, headers)
+                    publish.acknowledged(sent.partition, sent.offset)
                 outcome = self._outcome(
                     message, "built", duration_ms=duration_ms, content_hash=result.content_hash, engine=engine
                 )
@@ -172,12 +187,12 @@ class BuildStep(KeyedStep):
 
     # -- helpers ---------------------------------------------------------------------------------
 
-    async def _send(self, message: Message, value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
+    async def _send(self, message: Message, value: bytes | None, headers: list[tuple[str, bytes]]) -> RecordMetadata:
         """Produce to the same partition number of ``arc.arcs`` and wait for the acknowledgement."""
         ack = await self._producer.send(
             self._arcs_topic, key=message.key, value=value, headers=headers, partition=message.tp.partition
         )
-        await ack
+        return await ack
 
     def _engine_used(self, result: BuildResult) -> str:
         """The configured engine, or ``arctrl-fallback`` when it handed this payload to arctrl."""
@@ -185,6 +200,7 @@ class BuildStep(KeyedStep):
 
     def _outcome(self, message: Message, status: Status, **fields: Any) -> OutcomeRecord:
         source_ts = message.headers.get(H_SOURCE_TS)
+        tracing.outcome(status, fields.get("error_code"))
         return OutcomeRecord(
             identifier=message.identifier,
             stage="build",

@@ -7,6 +7,7 @@ import asyncio
 import json
 from typing import Any
 
+from services.common import tracing
 from services.common.config import load_settings
 from services.common.logs import configure_logging
 from services.common.metrics_server import serve_metrics
@@ -34,6 +35,7 @@ def _snapshot(args: argparse.Namespace) -> int:
         async with serve_metrics(settings.metrics):
             return await run_snapshot(settings, progress=False if args.no_progress else None, workers=workers)
 
-    summary = asyncio.run(snapshot())
+    with tracing.traced(tracing.EXTRACTOR):
+        summary = asyncio.run(snapshot())
     print(json.dumps(summary.as_dict()))
     return 0

@@ -15,6 +15,7 @@ from collections import Counter
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata
 
+from services.common import tracing
 from services.common.config import Settings
 from services.common.errors import ErrorCode
 from services.common.outcomes import OutcomeWriter
@@ -45,6 +46,7 @@ class PayloadPublisher:
         self._failures: list[OutcomeRecord] = []
         self._outcomes = OutcomeWriter(producer, settings.topics, "extract", metered=False)
         self._last_headers: tuple[tuple[str | None, str] | None, Headers] = (None, [])
+        self._span_attributes = {"arcstream.run.id": run_id} if run_id else None
         #: Payloads and tombstones acknowledged, per partition of ``arc.investigations``.
         self.published_per_partition: Counter[int] = Counter()
         self.failed = 0
@@ -60,20 +62,22 @@ class PayloadPublisher:
         """Queue a validated payload (``None``: a tombstone) keyed by ``identifier``; waits only for a free slot.
 
         ``extracted_at`` (default: now) is when the rows were read; a snapshot passes
-        one per batch, whose payloads then share one header list.
+        one per batch, whose payloads then share one header list. With tracing on, each
+        payload starts its own trace, linked to the current span (batch or transaction).
         """
-        headers = self._headers(source_ts, extracted_at or utc_now_iso())
+        topic = self._topics.investigations
+        publish = tracing.publish(topic, identifier, new_trace=True, attributes=self._span_attributes)
+        headers = publish.headers(self._headers(source_ts, extracted_at or utc_now_iso()))
         await self._slots.acquire()
         try:
-            future = await self._producer.send(
-                self._topics.investigations, value=payload_json, key=identifier.encode(), headers=headers
-            )
+            future = await self._producer.send(topic, value=payload_json, key=identifier.encode(), headers=headers)
         except Exception as exc:
             self._slots.release()
+            publish.failed(exc)
             self._record_send_failure(identifier, exc)
             return
         self._pending.add(future)
-        future.add_done_callback(lambda done: self._on_done(identifier, done))
+        future.add_done_callback(lambda done: self._on_done(identifier, done, publish))
 
     def _headers(self, source_ts: str | None, extracted_at: str) -> Headers:
         """Payload headers; the previous list is reused while the timestamps stay the same (never mutated)."""
@@ -91,13 +95,16 @@ class PayloadPublisher:
             self._last_headers = ((source_ts, extracted_at), headers)
         return headers
 
-    def _on_done(self, identifier: str, future: asyncio.Future[RecordMetadata]) -> None:
+    def _on_done(self, identifier: str, future: asyncio.Future[RecordMetadata], publish: tracing.Publish) -> None:
         self._pending.discard(future)
         self._slots.release()
         exc = future.exception()
         if exc is None:
-            self.published_per_partition[future.result().partition] += 1
+            sent = future.result()
+            self.published_per_partition[sent.partition] += 1
+            publish.acknowledged(sent.partition, sent.offset)
         else:
+            publish.failed(exc)
             self._record_send_failure(identifier, exc)
 
     def _record_send_failure(self, identifier: str, exc: BaseException) -> None:

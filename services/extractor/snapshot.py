@@ -31,7 +31,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from tqdm import tqdm
 
-from services.common import metrics
+from services.common import metrics, tracing
 from services.common.config import Settings
 from services.common.kafka.capabilities import broker_capabilities
 from services.common.kafka.clients import make_producer, start_client
@@ -223,16 +223,20 @@ async def extract_shard(
                     if in_process is not None:
                         await in_process.run_started
                     extracted_at = utc_now_iso()
-                    for result in loader.assemble_batch(batch, children):
-                        if result.payload_json is not None:
-                            await publisher.publish(result.identifier, result.payload_json, extracted_at=extracted_at)
-                        else:
-                            log.warning(
-                                "investigation not extracted: %s",
-                                result.error,
-                                extra={"identifier": result.identifier, "run_id": run_id},
-                            )
-                            publisher.fail(result.identifier, "assembly-failed", result.error or "invalid rows")
+                    batch_attributes = {"arcstream.run.id": run_id, "arcstream.batch.size": len(batch)}
+                    with tracing.span("snapshot batch", batch_attributes):
+                        for result in loader.assemble_batch(batch, children):
+                            if result.payload_json is not None:
+                                await publisher.publish(
+                                    result.identifier, result.payload_json, extracted_at=extracted_at
+                                )
+                            else:
+                                log.warning(
+                                    "investigation not extracted: %s",
+                                    result.error,
+                                    extra={"identifier": result.identifier, "run_id": run_id},
+                                )
+                                publisher.fail(result.identifier, "assembly-failed", result.error or "invalid rows")
                     collect()
                     on_progress(len(batch))
         await publisher.flush()
@@ -248,14 +252,18 @@ _progress_queue: Any = None
 
 
 def _init_shard_process(queue: Any) -> None:
-    """Pool initializer: keep the progress queue (queues cannot travel as task arguments)."""
+    """Pool initializer: keep the progress queue (queues cannot travel as task arguments); tracing as configured."""
     global _progress_queue
     _progress_queue = queue
+    tracing.setup(tracing.EXTRACTOR)
 
 
 def _shard_process(settings: Settings, snapshot_id: str, shard: int, shards: int, run_id: str) -> ShardResult:
-    """Entry point of a shard worker process."""
-    return asyncio.run(extract_shard(settings, snapshot_id, shard, shards, run_id, {}, _progress_queue.put))
+    """Entry point of a shard worker process (its spans are exported before it returns: workers skip ``atexit``)."""
+    try:
+        return asyncio.run(extract_shard(settings, snapshot_id, shard, shards, run_id, {}, _progress_queue.put))
+    finally:
+        tracing.flush()
 
 
 async def _run_shards(

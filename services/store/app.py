@@ -9,8 +9,9 @@ an RDI the certificate does not list. Errors are ``{"detail": ...}``.
 Extensions the API lacks answer 404 like the API unless switched on:
 ``DELETE /v3/arcs/{arc_id}`` (``store.enable_delete``); ``GET /v3/arcs``,
 ``GET /v3/arcs/{arc_id}`` (the stored bytes) and ``GET /_store/requests`` (every API
-request with its query, identifier, status, the ``Retry-After`` a 503 named, store-side monotonic
-receive/answer times and, with ``store.record_bodies``, the body) with ``store.test_hooks``.
+request with its query, identifier, status, the ``Retry-After`` a 503 named, the caller's
+``traceparent``, store-side monotonic receive/answer times and, with ``store.record_bodies``, the
+body) with ``store.test_hooks``.
 Fault injection (503 with ``Retry-After``, latency, a body limit) is configured separately.
 """
 
@@ -27,6 +28,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from services.common import tracing
 from services.common.config import StoreSettings
 from services.common.content_hash import arc_id, content_hash
 from services.common.errors import ConfigError
@@ -185,6 +187,7 @@ class StoreApp:
             "identifier": request.get(IDENTIFIER),
             "status": status,
             "retry_after": request.get(RETRY_AFTER),
+            "traceparent": request.headers.get(tracing.TRACEPARENT),
             "received": received,
             "answered": time.monotonic(),
         }
@@ -392,6 +395,7 @@ async def serve(settings: StoreSettings, stop: asyncio.Event) -> None:
     """Serve until ``stop`` is set."""
     repo = await Repository.open(settings.directory)
     context = server_ssl_context(settings)
+    tracing.instrument_http_server()
     runner = web.AppRunner(StoreApp(repo, settings).build(), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, shutdown_timeout=5.0, ssl_context=context)

@@ -8,6 +8,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from services.common import tracing
 from services.common.config import StoreSettings, load_settings
 from services.common.logs import configure_logging
 from services.store.app import serve
@@ -64,7 +65,8 @@ def _store(args: argparse.Namespace) -> int:
         store=base.store.model_dump() | {key: value for key, value in overrides.items() if value is not None}
     )
     configure_logging(settings.log_level, settings.log_format)
-    asyncio.run(_run(settings.store))
+    with tracing.traced(tracing.STORE):
+        asyncio.run(_run(settings.store))
     return 0
 
 

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 from typing import Any
 
+from services.common import tracing
 from services.common.config import Settings, load_settings
 from services.common.logs import configure_logging
 
@@ -37,5 +38,6 @@ def _uploader(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     configure_logging(settings.log_level, settings.log_format)
-    asyncio.run(run_uploader(settings, force=args.force))
+    with tracing.traced(tracing.UPLOADER):
+        asyncio.run(run_uploader(settings, force=args.force))
     return 0

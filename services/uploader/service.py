@@ -40,6 +40,7 @@ from typing import Any
 from aiokafka import TopicPartition
 from pydantic import ValidationError
 
+from services.common import tracing
 from services.common.config import Settings
 from services.common.content_hash import arc_id as make_arc_id
 from services.common.content_hash import content_hash, root_identifier
@@ -124,7 +125,9 @@ class UploadStep(KeyedStep):
         self._client = client
         self._runs = runs
         self._force = force
-        self.latest = LatestPerKey(self._deliver, self._superseded, loop.spawn, one_at_a_time=True)
+        self._group = loop.settings.group_id
+        deliver = tracing.traced_job(self._deliver, self._group)
+        self.latest = LatestPerKey(deliver, self._superseded, loop.spawn, one_at_a_time=True)
         #: Runs whose run-start was taken in and is being recorded (set once recorded).
         self._starting: dict[str, asyncio.Event] = {}
 
@@ -185,10 +188,11 @@ class UploadStep(KeyedStep):
             await self._emit(message, result)
 
     async def _superseded(self, older: Message, newer: Message) -> None:
-        async with self._loop.finishing(older):
-            if older.recovered is None:
-                text = f"superseded by a newer version (offset {newer.offset}) before it was sent"
-                await self._emit(older, Result(self._outcome(older, "superseded", attempts=0, error_message=text)))
+        with tracing.consuming(older, self._group):
+            async with self._loop.finishing(older):
+                if older.recovered is None:
+                    text = f"superseded by a newer version (offset {newer.offset}) before it was sent"
+                    await self._emit(older, Result(self._outcome(older, "superseded", attempts=0, error_message=text)))
 
     async def _restore(self, identifier: str, outcome: OutcomeRecord) -> None:
         """The outcome exists already (written before a restart): bring the delivered hash in line."""
@@ -305,6 +309,7 @@ class UploadStep(KeyedStep):
     def _outcome(
         self, message: Message, status: Status, *, attempts: int, started: float | None = None, **fields: Any
     ) -> OutcomeRecord:
+        tracing.outcome(status, fields.get("error_code"))
         return OutcomeRecord(
             identifier=message.identifier,
             stage="upload",

@@ -32,11 +32,11 @@ import httpx
 import orjson
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_random_exponential
 
-from services.common import metrics
+from services.common import metrics, tracing
 from services.common.config import UploaderSettings
 from services.common.errors import ConfigError, DeliveryError
 from services.uploader.classify import Verdict, classify_status, failure_message, parse_retry_after
-from services.uploader.health import TargetHealth
+from services.uploader.health import TargetHealth, TargetState
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +123,8 @@ class _ArcAttempts:
         self._health = health
         self._backoff = wait_random_exponential(multiplier=settings.backoff_initial_s, max=settings.backoff_max_s)
         self.counted = 0
+        #: Why the last wait was chosen (a trace's ``retry wait`` span says it).
+        self.reason = ""
 
     @staticmethod
     def _error(state: RetryCallState) -> AttemptError | None:
@@ -153,9 +155,12 @@ class _ArcAttempts:
         if error is None:
             return 0.0
         if error.verdict is not Verdict.RETRY:
+            self.reason = f"target {error.verdict.value}"
             return error.wait_s or 0.0
         if error.retry_after is None:
+            self.reason = "backoff"
             return float(self._backoff(state))
+        self.reason = "retry-after"
         return error.retry_after + random.uniform(0, min(1.0, 0.1 * error.retry_after + 0.05))
 
 
@@ -173,6 +178,7 @@ class TargetClient:
         self.settings = settings
         self.health = health or TargetHealth(settings)
         self.http = make_http_client(settings, transport)
+        tracing.instrument_http_client(self.http)
         self._slots = asyncio.Semaphore(settings.max_concurrent_uploads)
         self._sleep = sleep
 
@@ -186,14 +192,14 @@ class TargetClient:
             stop=policy.stop,
             wait=policy.wait,
             retry=retry_if_exception(lambda exc: isinstance(exc, AttemptError) and exc.retriable),
-            sleep=self._sleep,
+            sleep=self._traced_sleep(policy) if tracing.enabled() else self._sleep,
             reraise=True,
         )
         attempt_number = 0
         try:
             async for attempt in retrying:
                 attempt_number = attempt.retry_state.attempt_number
-                with attempt:
+                with attempt, tracing.span("upload attempt", {"arcstream.attempt": attempt_number}):
                     status, body = await self._attempt(method, path, content)
                     return Reply(status, body, attempt_number)
         except AttemptError as exc:
@@ -213,9 +219,20 @@ class TargetClient:
             raise
         raise AssertionError("unreachable: tenacity either returns, raises or retries")
 
+    def _traced_sleep(self, policy: _ArcAttempts) -> Sleep:
+        """The wait between attempts as a ``retry wait`` span, with its length and why."""
+
+        async def sleep(seconds: float) -> None:
+            attributes = {"arcstream.retry.wait_s": round(seconds, 3), "arcstream.retry.reason": policy.reason}
+            with tracing.span("retry wait", attributes):
+                await self._sleep(seconds)
+
+        return sleep
+
     async def _attempt(self, method: str, path: str, content: bytes | None) -> tuple[int, Any]:
         headers = {"Content-Type": "application/json"} if content is not None else None
-        async with self.health.admit(), self._slots:
+        gate_closed = self.health.state is not TargetState.UP
+        async with tracing.waiting("wait for target", self.health.admit(), traced=gate_closed), self._slots:
             try:
                 response = await self.http.request(method, path, content=content, headers=headers)
             except httpx.TransportError as exc:  # timeouts included: no answer means the target is not there

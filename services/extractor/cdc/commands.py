@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 
+from services.common import tracing
 from services.common.config import Settings, load_settings
 from services.common.kafka.clients import check_broker
 from services.common.kafka.stage import run_until_signalled
@@ -101,7 +102,8 @@ def _extract_cdc(args: argparse.Namespace) -> int:
     from services.extractor.cdc.extractor import run_cdc_extractor
 
     settings = _cdc_settings(args, group_id=args.group_id, topic_prefix=args.topic_prefix)
-    asyncio.run(run_until_signalled(lambda stop: run_cdc_extractor(settings, stop)))
+    with tracing.traced(tracing.CDC_EXTRACTOR):
+        asyncio.run(run_until_signalled(lambda stop: run_cdc_extractor(settings, stop)))
     return 0
 
 

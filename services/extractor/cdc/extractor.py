@@ -32,7 +32,7 @@ from typing import Any
 import psycopg
 from aiokafka import TopicPartition
 
-from services.common import metrics
+from services.common import metrics, tracing
 from services.common.config import Settings
 from services.common.errors import ConfigError, RecordError, SourceUnavailableError
 from services.common.kafka.member import stage_member
@@ -97,6 +97,7 @@ class ChangeStep(Step):
         self._outcomes = outcomes
         self._mapper = InvestigationMapper(settings.cdc.table_mappings)
         self._tx_topic = transaction_topic(settings)
+        self._group = loop.settings.group_id
         self._grouper = ChangeGrouper(settings.cdc.debounce_ms / 1000, settings.cdc.transaction_timeout_ms / 1000)
         #: Records held by the grouper, by position: done when their group is published.
         self._held: dict[Position, Message] = {}
@@ -191,7 +192,9 @@ class ChangeStep(Step):
     async def flush(self, group: Group) -> None:
         """Re-read each touched investigation once, publish it whole, then mark its records done."""
         async with self._flushing:
-            await self._publish(group)
+            attributes = {"arcstream.investigations": len(group.roots)}
+            with tracing.consuming_batch("process cdc transaction", self._group, len(group.positions), attributes):
+                await self._publish(group)
 
     async def _publish(self, group: Group) -> None:
         identifiers = sorted(group.roots)
