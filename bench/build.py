@@ -81,16 +81,20 @@ def _single_round(build: EngineFunction, payloads: list[InvestigationPayload], r
     return _worker_round(raw), _engine_round(build, payloads)
 
 
-def _handled() -> float:
-    """Messages the build stage finished (produced or failed), from its metrics."""
-    out = metrics.REGISTRY.get_sample_value("arcstream_messages_out_total", {"stage": "build"}) or 0.0
-    failed = sum(
+def _failed() -> float:
+    """Messages the build stage failed (dead-lettered), from its metrics."""
+    return sum(
         sample.value
         for metric in metrics.MESSAGES_FAILED.collect()
         for sample in metric.samples
         if sample.name.endswith("_total") and sample.labels.get("stage") == "build"
     )
-    return out + failed
+
+
+def _handled() -> float:
+    """Messages the build stage finished (produced or failed), from its metrics."""
+    out = metrics.REGISTRY.get_sample_value("arcstream_messages_out_total", {"stage": "build"}) or 0.0
+    return out + _failed()
 
 
 def _build_seconds() -> float:
@@ -104,24 +108,31 @@ async def _until(condition: Callable[[], bool]) -> None:
         await asyncio.sleep(0.02)
 
 
-async def _produce(settings: Settings, payloads: list[tuple[str, bytes]], key_prefix: str) -> None:
+async def _produce(settings: Settings, payloads: list[tuple[str, bytes]]) -> None:
+    """Keyed by the payload's identifier: the builder fails a payload whose key differs (``key-mismatch``)."""
     producer = make_producer(settings.kafka)
     await start_client(producer, settings.kafka)
     try:
         for identifier, value in payloads:
-            await producer.send(settings.topics.investigations, value, key=f"{key_prefix}{identifier}".encode())
+            await producer.send(settings.topics.investigations, value, key=identifier.encode())
         await producer.flush()
     finally:
         await producer.stop()
 
 
-async def _service_round(settings: Settings, payloads: list[tuple[str, bytes]], key_prefix: str) -> tuple[float, float]:
-    """Payloads are serialised before the clock starts: that is the extractor's work, not the builder's."""
-    before, busy_before = _handled(), _build_seconds()
+async def _service_round(settings: Settings, payloads: list[tuple[str, bytes]]) -> tuple[float, float, int]:
+    """Seconds, worker build seconds and failed builds of one round.
+
+    Payloads are serialised before the clock starts: that is the extractor's work, not the
+    builder's. Rounds reuse the keys; a round starts once the previous one is handled, so no
+    version of a key supersedes another. Failed builds are counted so that a round of
+    failures (which end before the engine runs) cannot pass for build throughput.
+    """
+    before, busy_before, failed_before = _handled(), _build_seconds(), _failed()
     started = time.perf_counter()
-    await _produce(settings, payloads, key_prefix)
+    await _produce(settings, payloads)
     await _until(lambda: _handled() - before >= len(payloads))
-    return time.perf_counter() - started, _build_seconds() - busy_before
+    return time.perf_counter() - started, _build_seconds() - busy_before, int(_failed() - failed_before)
 
 
 async def measure(
@@ -137,17 +148,17 @@ async def measure(
     task = asyncio.create_task(builder.run(stop))
     await _until(lambda: bool(builder.assignment()))
     messages = [(payload.identifier, value) for payload, value in zip(payloads, raw, strict=True)]
-    await _service_round(settings, messages[: workers * 2], "warm-up/")  # every worker's first build is slow
+    await _service_round(settings, messages[: workers * 2])  # every worker's first build is slow
     single: list[tuple[float, float]] = []
-    service: list[tuple[float, float]] = []
-    for round_ in range(repeat):
+    service: list[tuple[float, float, int]] = []
+    for _ in range(repeat):
         single.append(await asyncio.to_thread(_single_round, build, payloads, raw))
-        service.append(await _service_round(settings, messages, f"round-{round_}/"))
+        service.append(await _service_round(settings, messages))
     stop.set()
     await task
     best_single = min(s for s, _ in single)
     best_engine = min(e for _, e in single)
-    best_service, busy = min(service)
+    best_service, busy, _ = min(service)
     n = len(payloads)
     return {
         "single_process": {
@@ -170,7 +181,8 @@ async def measure(
             "seconds": round(best_service, 3),
             "arcs_per_s": round(n / best_service, 3),
             "build_s": round(busy, 3),
-            "rounds_s": [round(s, 3) for s, _ in service],
+            "rounds_s": [round(s, 3) for s, _, _ in service],
+            "failed_per_round": [failed for _, _, failed in service],
         },
         "efficiency": round((n / best_service) / (workers * n / best_single), 3),
         "efficiency_engine_only": round((n / best_service) / (workers * n / best_engine), 3),

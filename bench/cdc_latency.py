@@ -47,6 +47,8 @@ from services.dev.stack import stack
 from services.extractor.cdc.capture.setup import setup_cdc
 from services.extractor.source.schema import ensure_source_schema
 
+RDI = "cdc-bench"
+
 
 def percentiles(values: list[float]) -> dict[str, float | int | None]:
     if not values:
@@ -184,7 +186,8 @@ def cleanup_database(admin_url: str, name: str, slot: str) -> None:
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="cdc-bench-"))
-    state = stack.up(work / "stack", with_store=True)
+    # The store answers 400 for an RDI it does not know (as the API does): it must know ours.
+    state = stack.up(work / "stack", with_store=True, known_rdis=(RDI,))
     assert state.postgres and state.broker and state.store
     name = f"bench_{uuid.uuid4().hex[:8]}"
     admin = state.postgres.url
@@ -194,7 +197,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     prefix = f"b{uuid.uuid4().hex[:8]}"
     config: dict[str, Any] = {
         "database_url": database_url,
-        "rdi": "cdc-bench",
+        "rdi": RDI,
         "max_concurrent_arc_builds": args.workers,
         "kafka": {"bootstrap_servers": state.broker.url, "session_timeout_ms": 2000, "heartbeat_interval_ms": 500},
         "topics": {"prefix": prefix, "partitions": 3},
