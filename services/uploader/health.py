@@ -12,7 +12,7 @@ into the dead-letter topic. Two such states stop delivery as a whole instead:
   below the retention of ``arc.arcs`` (compacted: its newest versions never expire).
 - **misconfigured**: 400 (unknown RDI), 401 (client certificate required), 403 (RDI
   not authorised by the certificate). Nothing is sent but a re-check every
-  ``misconfigured_recheck_s`` (the same request, refused without effect), one error
+  ``misconfigured_recheck_s`` (the client's side-effect-free re-check request), one error
   line per change of the problem, ``arcstream_target_misconfigured{reason}`` 1,
   readiness false. Messages stay in Kafka and flow once the configuration is fixed
   (here by a restart with the right settings, or at the target).

@@ -36,6 +36,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from aiokafka import TopicPartition
 from pydantic import ValidationError
@@ -53,6 +54,7 @@ from services.common.outcomes import OutcomeWriter, latency_ms
 from services.common.records import H_ENGINE, H_RUN_ID, H_SOURCE_TS, MARKER_KINDS, RunMarker, dumps, loads
 from services.common.report import NO_OUTPUT, OutcomeRecord, Status
 from services.uploader.health import TargetHealth, TargetState
+from services.uploader.probe import PROBE_PATH
 from services.uploader.runs import RunCoordinator
 from services.uploader.state import DeliveredHash, UploaderState, target_key
 from services.uploader.target import AttemptError, Reply, TargetClient
@@ -394,7 +396,11 @@ class Uploader:
                 self.readiness.set("target", up)
                 loop.hold(None if up else f"target {target_state.value}")
 
-            client = TargetClient(settings.uploader, TargetHealth(settings.uploader, target_changed))
+            client = TargetClient(
+                settings.uploader,
+                TargetHealth(settings.uploader, target_changed),
+                recheck=f"{PROBE_PATH}?{urlencode({'rdi': settings.rdi, 'limit': 1})}",
+            )
             leader = TopicPartition(settings.topics.arcs, 0)
             runs = RunCoordinator(state, client, settings.rdi, settings.uploader, lambda: leader in loop.assignment())
             runs.start()

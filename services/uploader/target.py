@@ -174,9 +174,14 @@ class TargetClient:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = asyncio.sleep,
+        recheck: str | None = None,
     ) -> None:
+        """``recheck``: a side-effect-free request path that runs the target's RDI and certificate
+        checks (``GET /v3/harvests?rdi=...&limit=1``, :mod:`services.uploader.probe`); while the
+        target refuses this uploader it is asked instead of sending an ARC again."""
         self.settings = settings
         self.health = health or TargetHealth(settings)
+        self._recheck = recheck
         self.http = make_http_client(settings, transport)
         tracing.instrument_http_client(self.http)
         self._slots = asyncio.Semaphore(settings.max_concurrent_uploads)
@@ -232,7 +237,12 @@ class TargetClient:
     async def _attempt(self, method: str, path: str, content: bytes | None) -> tuple[int, Any]:
         headers = {"Content-Type": "application/json"} if content is not None else None
         gate_closed = self.health.state is not TargetState.UP
-        async with tracing.waiting("wait for target", self.health.admit(), traced=gate_closed), self._slots:
+        async with (
+            tracing.waiting("wait for target", self.health.admit(), traced=gate_closed) as trial,
+            self._slots,
+        ):
+            if trial and self.health.state is TargetState.MISCONFIGURED and self._recheck is not None:
+                await self._check_configuration()
             try:
                 response = await self.http.request(method, path, content=content, headers=headers)
             except httpx.TransportError as exc:  # timeouts included: no answer means the target is not there
@@ -260,6 +270,21 @@ class TargetClient:
             if verdict is Verdict.RETRY:
                 log.debug("%s %s: %s, retrying", method, path, message)
         raise AttemptError(message, status=response.status_code, verdict=verdict, retry_after=retry_after, wait_s=wait)
+
+    async def _check_configuration(self) -> None:
+        """Ask the re-check request whether the target accepts this uploader now; raise if it still refuses.
+
+        A transport error or any other answer lets the real request go: it reports that itself.
+        """
+        assert self._recheck is not None
+        try:
+            response = await self.http.get(self._recheck)
+        except httpx.TransportError:
+            return
+        if classify_status(response.status_code) is Verdict.MISCONFIGURED:
+            message = failure_message(response.status_code, response.content)
+            wait = self.health.misconfigured(response.status_code, message)
+            raise AttemptError(message, status=response.status_code, verdict=Verdict.MISCONFIGURED, wait_s=wait)
 
 
 def _json_or_none(content: bytes) -> Any:

@@ -160,6 +160,12 @@ def test_a_wrong_rdi_stops_delivery_with_one_line_and_everything_flows_once_it_i
                 assert uploader.readiness()["target"] is False
                 refused = metrics.REGISTRY.get_sample_value("arcstream_target_misconfigured", {"reason": "unknown-rdi"})
                 assert refused == 1
+        refused = [(r["method"], r["path"]) for r in store.requests() if r["status"] == 400]
+        # The first refusals came for the ARCs already on the wire (at most one per connection);
+        # after them the re-checks only ask (GET), no ARC is sent again.
+        posts = [index for index, (method, _) in enumerate(refused) if method == "POST"]
+        assert 1 <= len(posts) <= wrong.uploader.max_concurrent_uploads and posts == list(range(len(posts)))
+        assert set(refused[len(posts) :]) == {("GET", "/v3/harvests")}
         lines = [r.getMessage() for r in caplog.records if r.name == "services.uploader.health"]
         assert len(lines) == 1 and "unknown-rdi" in lines[0] and "wrong-rdi" in lines[0]
         assert await outcomes(wrong) == []
