@@ -485,6 +485,7 @@ class BuilderService:
             duration_ms=duration_ms,
             content_hash=result.content_hash,
             engine=self._engine_used(result),
+            warnings=list(result.warnings) or None,
         )
         try:  # ARC and outcome travel together: one broker round trip, not two
             await asyncio.gather(arc_ack, report)
