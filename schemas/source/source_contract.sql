@@ -93,8 +93,9 @@ CREATE TABLE IF NOT EXISTS "vAnnotationTable" (
     target_type                 text NOT NULL,  -- study | assay
     target_ref                  text NOT NULL,
     table_name                  text NOT NULL,
-    column_type                 text NOT NULL,  -- characteristic|comment|component|date|factor|input|output|parameter|performer
-                                                -- v2: protocol_ref|protocol_type|protocol_description|protocol_uri|protocol_version
+    column_type                 text,           -- characteristic|comment|component|date|factor|input|output|parameter|performer
+                                                -- v2: protocol_ref|protocol_type|protocol_description|protocol_uri|protocol_version;
+                                                -- v2: NULL declares a table without columns (table fields only)
     column_io_type              text,           -- data|material_name|sample_name|source_name
     column_value                text,
     column_annotation_term      text,

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from services.common.payload import InvestigationPayload
-from services.extractor.source.assemble import assemble
-from services.extractor.source.schema import CONTRACT
+from services.extractor.source.assemble import CellLayout, assemble
+from services.extractor.source.schema import selected_columns
 
 Profile = Literal["small", "mixed", "large"]
 PROFILES: tuple[Profile, ...] = ("small", "mixed", "large")
@@ -91,8 +91,14 @@ class SourceRows:
     annotation_cells: list[Row] = field(default_factory=list)
 
     def payload(self) -> InvestigationPayload:
-        cells = [tuple(row[name] for name in CONTRACT["vAnnotationTable"]) for row in self.annotation_cells]
-        document = assemble(self.investigation, self.studies, self.assays, self.contacts, self.publications, cells)
+        """The payload the extractor assembles from these rows (contract v2 columns included where rows carry them)."""
+        found = {"vAnnotationTable": set().union(*(row.keys() for row in self.annotation_cells))}
+        columns = selected_columns("vAnnotationTable", found)
+        cells = [tuple(row.get(name) for name in columns) for row in self.annotation_cells]
+        layout = CellLayout(column_index="column_index" in columns)
+        document = assemble(
+            self.investigation, self.studies, self.assays, self.contacts, self.publications, cells, layout
+        )
         return InvestigationPayload.model_validate(document)
 
 

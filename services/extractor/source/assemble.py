@@ -173,7 +173,9 @@ def tables_from_cells(rows: Iterable[tuple[Any, ...]], layout: CellLayout = V1_C
     fields; how those fields name a column (an empty term is no annotation) is
     worked out once per distinct column. With ``column_index`` the position is
     part of what names a column (equal headers at two positions are two columns)
-    and orders the columns of each table.
+    and orders the columns of each table. A row whose ``column_type`` is null
+    declares a table without columns (an ISA process with neither inputs nor
+    outputs); it must not hold a cell value.
     """
     tables: dict[tuple[Any, ...], dict[tuple[Any, ...], dict[str, Any]]] = {}
     cells_by_raw_column: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
@@ -191,6 +193,11 @@ def tables_from_cells(rows: Iterable[tuple[Any, ...]], layout: CellLayout = V1_C
                 "annotation": None if term is None else _annotation(term, row[start + 3], row[start + 4]),
             }
         )
+    for raw_column, cells in cells_by_raw_column.items():
+        if raw_column[3] is None and any(cell["value"] is not None or cell["annotation"] is not None for cell in cells):
+            raise AssemblyError(
+                f"table {raw_column[2]!r} of {raw_column[0]} {raw_column[1]!r} has a cell without column_type"
+            )
     return [
         {
             "target_type": text(target_type),
@@ -212,6 +219,8 @@ def _column(tables: dict[tuple[Any, ...], dict[tuple[Any, ...], dict[str, Any]]]
     """The column (created on first sight) that raw table-and-column fields name."""
     target_type, target_ref, table_name, column_type, column_io_type, column_value, term, uri, version = raw[:9]
     columns = tables.setdefault((target_type, target_ref, table_name), {})
+    if column_type is None:  # a row declaring a table without columns: the table exists, no column does
+        return {"cells": []}
     column_annotation = _annotation(term, uri, version)
     key = (
         column_type,
