@@ -98,7 +98,7 @@ def read_arc(path: Path) -> Any:
     text = path.read_text(encoding="utf-8")
     if "@graph" in orjson.loads(text):
         return ARC.from_rocrate_json_string(text)
-    return ARC.from_arc_investigation(JsonController.Investigation().from_isajson_string(text))
+    return ARC.from_arc_investigation(JsonController.Investigation.from_isajson_string(text))
 
 
 def _facts_of_rocrate(text: str) -> list[str]:

@@ -184,6 +184,7 @@ def _check_data_name(value: str | None, folder: str, licensed: bool) -> None:
         raise Unsupported("empty-data-name")
     if "#" in value:
         raise Unsupported("data-fragment")
-    path = data_path(value, folder)
-    if path == folder or (licensed and path == _LICENSE_FILE):
+    relative = value.lstrip("/")
+    relative = relative[2:] if relative.startswith("./") else relative
+    if data_path(value, folder) == folder or (licensed and relative == _LICENSE_FILE):
         raise Unsupported("data-path")
