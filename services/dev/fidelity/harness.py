@@ -130,6 +130,26 @@ def _original(path: Path) -> dict[str, Any]:
     }
 
 
+def _fidelity_code() -> str:
+    return _source_hash("services/dev/fidelity/*.py", "services/builder/decisions.py")
+
+
+def original_of(path: Path, cache: Cache) -> dict[str, Any]:
+    """Original facts, round-trip facts, source rows and what has no place in them (cached by the file's bytes)."""
+    data = path.read_bytes() if path.is_file() else b"".join(p.read_bytes() for p in sorted(path.rglob("*.xlsx")))
+    original: dict[str, Any] = cache.get(_key("original", data, _fidelity_code()), lambda: _original(path))
+    return original
+
+
+def reference_build(payload_json: bytes, cache: Cache) -> dict[str, Any]:
+    """The arctrl engine's result for a payload (cached by the payload and the builder's code)."""
+    builder_code = _source_hash("services/builder/**/*.py", "services/common/payload.py")
+    result: dict[str, Any] = cache.get(
+        _key("arctrl-engine", payload_json, builder_code), lambda: _result_dict(build(payload_json, "arctrl"))
+    )
+    return result
+
+
 async def load_payload(database_url: str, rows: SourceRows) -> tuple[bytes | None, str | None]:
     """Write the rows to fresh source relations and load them as the snapshot does: (payload JSON, error)."""
     conn = await connect(database_url, options=f"-c search_path={SCHEMA}")
@@ -201,10 +221,8 @@ def _losses(original: set[str], kept: set[str], roundtrip: set[str]) -> list[dic
 def run_file(path: Path, database_url: str, cache: Cache) -> FileReport:
     """The fidelity report of one file (blocking: arctrl needs seconds per real ARC)."""
     report = FileReport(file=str(path))
-    data = path.read_bytes() if path.is_file() else b"".join(p.read_bytes() for p in sorted(path.rglob("*.xlsx")))
-    fidelity_code = _source_hash("services/dev/fidelity/*.py", "services/builder/decisions.py")
     try:
-        original = cache.get(_key("original", data, fidelity_code), lambda: _original(path))
+        original = original_of(path, cache)
     except Exception as exc:  # arctrl cannot read it: that is the whole report
         report.error = f"arctrl cannot read the file: {type(exc).__name__}: {str(exc)[:300]}"
         return report
@@ -218,11 +236,7 @@ def run_file(path: Path, database_url: str, cache: Cache) -> FileReport:
         return report
     fast = build(payload_json, "fast")
     report.fast_build_ms = round((fast.build_s or 0.0) * 1000, 3)
-    builder_code = _source_hash("services/builder/**/*.py", "services/common/payload.py")
-    reference = cache.get(
-        _key("arctrl-engine", payload_json, builder_code),
-        lambda: _result_dict(build(payload_json, "arctrl")),
-    )
+    reference = reference_build(payload_json, cache)
     for name, result in (("fast", _result_dict(fast)), ("arctrl", reference)):
         if result["error_class"] is not None:
             report.mapping_errors.append(f"{name}: {result['error_class']}: {result['error_message']}")
@@ -235,7 +249,7 @@ def run_file(path: Path, database_url: str, cache: Cache) -> FileReport:
     kept: dict[str, set[str]] = {}
     for name, arc_json in (("fast", fast.arc_json.decode()), ("arctrl", reference["arc_json"])):
         kept[name] = set(
-            cache.get(_key("facts", arc_json.encode(), fidelity_code), partial(_facts_of_rocrate, arc_json))
+            cache.get(_key("facts", arc_json.encode(), _fidelity_code()), partial(_facts_of_rocrate, arc_json))
         )
     report.facts_kept_fast = len(original_facts & kept["fast"])
     report.facts_kept_arctrl = len(original_facts & kept["arctrl"])
