@@ -202,6 +202,9 @@ def table_processes(table: AnnotationTable, owner_id: str, files: DataFiles) -> 
         elif agent is None:
             agent = position
 
+    has_protocol_columns = bool(protocol_text) or protocol_type is not None or version is not None
+    protocol_id = f"#Protocol_{name}".replace(" ", "_")
+
     def text(position: int, row: int) -> str:
         cell = by_row[position].get(row)
         return cell.value if cell is not None and cell.value is not None else ""
@@ -213,7 +216,11 @@ def table_processes(table: AnnotationTable, owner_id: str, files: DataFiles) -> 
         objects = _io_nodes(inputs, row, by_row, row_chars, f"{name}_Input_{row}")
         results = _io_nodes(outputs, row, by_row, row_factors, f"{name}_Output_{row}")
         equipment = [_term_value(term, by_row[pos].get(row)) for pos, term in components] or None
-        protocol = _protocol(protocol_text, protocol_type, version, row, name, text, by_row, equipment)
+        if has_protocol_columns:
+            protocol = _protocol(protocol_text, protocol_type, version, row, name, text, by_row, equipment)
+        else:  # the common case, kept cheap: one protocol per table
+            protocol = {"@id": protocol_id, "@type": "LabProtocol"}
+            put(protocol, "labEquipment", equipment)
         process: Node = {"@id": f"{id_root}_{row}", "@type": "LabProcess", "name": f"{name}_{row}"}
         if agent is not None:
             process["agent"] = performer(text(agent, row))
