@@ -85,7 +85,9 @@ def roles(value: Any, what: str = "roles") -> list[dict[str, str | None]]:
 
     Entries with an empty term are no annotation and are left out.
     """
-    parsed = _json_value(value, what) if value is not None else []
+    if value is None:
+        return []
+    parsed = _json_value(value, what)
     if not isinstance(parsed, list) or not all(isinstance(item, dict) for item in parsed):
         raise AssemblyError(f"{what} must be a list of {{term, uri, version}} objects, got {parsed!r:.60}")
     result = []
@@ -98,7 +100,9 @@ def roles(value: Any, what: str = "roles") -> list[dict[str, str | None]]:
 
 def comments(value: Any, what: str = "comments") -> list[dict[str, str | None]]:
     """``comments``: ``[{"name","value"}]`` (or ``{name: value}``) as JSON text or already parsed; ``null`` is none."""
-    parsed = _json_value(value, what) if value is not None else []
+    if value is None:
+        return []
+    parsed = _json_value(value, what)
     if isinstance(parsed, dict):
         parsed = [{"name": name, "value": item} for name, item in parsed.items()]
     if not isinstance(parsed, list) or not all(isinstance(item, dict) for item in parsed):
@@ -180,17 +184,18 @@ def tables_from_cells(rows: Iterable[tuple[Any, ...]], layout: CellLayout = V1_C
     tables: dict[tuple[Any, ...], dict[tuple[Any, ...], dict[str, Any]]] = {}
     cells_by_raw_column: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     start = layout.cell_start
+    value_at, term_at, uri_at, version_at = start + 1, start + 2, start + 3, start + 4
     for row in rows:
         raw_column = row[1:start]
         cells = cells_by_raw_column.get(raw_column)
         if cells is None:
             cells = cells_by_raw_column[raw_column] = _column(tables, raw_column)["cells"]
-        value, term = row[start + 1], row[start + 2]
+        value, term = row[value_at], row[term_at]
         cells.append(
             {
                 "row_index": row[start],
                 "value": value if value is None or type(value) is str else text(value),
-                "annotation": None if term is None else _annotation(term, row[start + 3], row[start + 4]),
+                "annotation": None if term is None else _annotation(term, row[uri_at], row[version_at]),
             }
         )
     for raw_column, cells in cells_by_raw_column.items():
@@ -211,6 +216,8 @@ def tables_from_cells(rows: Iterable[tuple[Any, ...]], layout: CellLayout = V1_C
 
 def _ordered(columns: dict[tuple[Any, ...], dict[str, Any]]) -> list[dict[str, Any]]:
     """Columns by ``column_index`` (the last field of their key); without one, after those that have one."""
+    if all(key[-1] is None for key in columns):  # a v2 source that leaves column_index empty
+        return list(columns.values())
     ordered = sorted(columns.items(), key=lambda item: (item[0][-1] is None, item[0][-1] or 0))
     return [column for _, column in ordered]
 
