@@ -215,12 +215,13 @@ def table_processes(table: AnnotationTable, owner_id: str, files: DataFiles) -> 
         row_factors = [_term_value(term, by_row[pos].get(row)) for pos, term in factors]
         objects = _io_nodes(inputs, row, by_row, row_chars, f"{name}_Input_{row}")
         results = _io_nodes(outputs, row, by_row, row_factors, f"{name}_Output_{row}")
-        equipment = [_term_value(term, by_row[pos].get(row)) for pos, term in components] or None
         if has_protocol_columns:
+            equipment = [_term_value(term, by_row[pos].get(row)) for pos, term in components] or None
             protocol = _protocol(protocol_text, protocol_type, version, row, name, text, by_row, equipment)
         else:  # the common case, kept cheap: one protocol per table
             protocol = {"@id": protocol_id, "@type": "LabProtocol"}
-            put(protocol, "labEquipment", equipment)
+            if components:
+                protocol["labEquipment"] = [_term_value(term, by_row[pos].get(row)) for pos, term in components]
         process: Node = {"@id": f"{id_root}_{row}", "@type": "LabProcess", "name": f"{name}_{row}"}
         if agent is not None:
             process["agent"] = performer(text(agent, row))
