@@ -575,6 +575,25 @@ CASES: dict[str, tuple[InvestigationPayload, str | None]] = {
         ),
         None,
     ),
+    "empty, blank and bare-folder data names (arctrl writes them as any other path)": (
+        with_tables(
+            table(
+                io("input", "data", None, "x", "", "/"),
+                io("output", "data", "", None, "./", " "),
+                kind="assay",
+                target="a1",
+            ),
+            table(
+                io("input", "material_name", "m", "n"),
+                io("output", "data", "f.csv"),
+                kind="assay",
+                target="a1",
+                name="u",
+            ),
+            table(io("input", "data", "", "./"), io("output", "data", "z"), name="study data"),
+        ),
+        None,
+    ),
     "repeated term columns (equal headers at two positions)": (
         with_tables(
             table(
@@ -597,12 +616,6 @@ CASES: dict[str, tuple[InvestigationPayload, str | None]] = {
             table(io("input", "material_name", "m"), io("output", "data", "f.csv#row=1"), kind="assay", target="a1")
         ),
         "data-fragment",
-    ),
-    "empty data name": (
-        with_tables(
-            table(io("input", "material_name", "m", "n"), io("output", "data", "f.csv"), kind="assay", target="a1")
-        ),
-        "empty-data-name",
     ),
     "data path that is the ARC's own licence file": (
         with_tables(
