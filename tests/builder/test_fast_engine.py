@@ -594,6 +594,16 @@ CASES: dict[str, tuple[InvestigationPayload, str | None]] = {
         ),
         None,
     ),
+    "braces and JSON that is no JSON-LD node in affiliations and addresses": (
+        minimal_payload(
+            contacts=[
+                Contact(target_type="investigation", first_name="A", affiliation="Dept {A}", postal_address="{"),
+                Contact(target_type="investigation", first_name="B", affiliation='{"name": "x"}', postal_address="{}"),
+                Contact(target_type="investigation", first_name="C", affiliation='{"@id": "#x"}'),
+            ]
+        ),
+        None,
+    ),
     "repeated term columns (equal headers at two positions)": (
         with_tables(
             table(
@@ -608,7 +618,15 @@ CASES: dict[str, tuple[InvestigationPayload, str | None]] = {
     **V2_CASES,
     # -- handed to arctrl on purpose -----------------------------------------------------------------
     "JSON-like affiliation (arctrl parses it)": (
-        minimal_payload(contacts=[Contact(target_type="investigation", first_name="A", affiliation='{"@id": "#org"}')]),
+        minimal_payload(
+            contacts=[
+                Contact(
+                    target_type="investigation",
+                    first_name="A",
+                    affiliation='{"@id": "#org", "@type": "Organization", "name": "Org"}',
+                )
+            ]
+        ),
         "json-like-person-field",
     ),
     "data name with a fragment selector": (

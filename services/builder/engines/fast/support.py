@@ -58,8 +58,16 @@ def _identifiers(originals: list[str], what: str) -> dict[str, str]:
     return mapping
 
 
-def _json_like(value: str | None) -> bool:
-    """arctrl first tries to parse affiliations, addresses and authors as JSON-LD nodes."""
+def _json_ld_node(value: str | None) -> bool:
+    """arctrl first tries to parse affiliations and addresses as JSON-LD nodes (an object with ``@id`` and ``@type``).
+
+    Anything else - braces in plain text, other JSON - comes out as arctrl writes it (tested).
+    """
+    return value is not None and "{" in value and "@id" in value and "@type" in value
+
+
+def _braces(value: str | None) -> bool:
+    """arctrl splits authors on commas outside braces (and parses each as a JSON-LD node if it can)."""
     return value is not None and "{" in value
 
 
@@ -80,13 +88,13 @@ def check(payload: InvestigationPayload) -> Plan:
         if not (contact.first_name or "").strip() and not (contact.last_name or "").strip() and not contact.orcid:
             raise Unsupported(REJECTED)
         _check_target(plan, contact.target_type, contact.target_ref)
-        if _json_like(contact.affiliation) or _json_like(contact.postal_address):
+        if _json_ld_node(contact.affiliation) or _json_ld_node(contact.postal_address):
             raise Unsupported("json-like-person-field")
     for publication in payload.publications:
         if not (publication.title or "").strip():
             raise Unsupported(REJECTED)
         _check_target(plan, publication.target_type, publication.target_ref)
-        if _json_like(publication.authors):
+        if _braces(publication.authors):
             raise Unsupported("json-like-author")
     _check_tables(plan, payload.annotation_tables, payload.license is not None)
     return plan
