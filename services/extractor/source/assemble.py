@@ -183,6 +183,8 @@ def tables_from_cells(rows: Iterable[tuple[Any, ...]], layout: CellLayout = V1_C
     """
     tables: dict[tuple[Any, ...], dict[tuple[Any, ...], dict[str, Any]]] = {}
     cells_by_raw_column: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    markers: list[tuple[Any, ...]] = []
+    positioned = False
     start = layout.cell_start
     value_at, term_at, uri_at, version_at = start + 1, start + 2, start + 3, start + 4
     for row in rows:
@@ -190,6 +192,10 @@ def tables_from_cells(rows: Iterable[tuple[Any, ...]], layout: CellLayout = V1_C
         cells = cells_by_raw_column.get(raw_column)
         if cells is None:
             cells = cells_by_raw_column[raw_column] = _column(tables, raw_column)["cells"]
+            if raw_column[3] is None:
+                markers.append(raw_column)
+            elif layout.column_index and raw_column[9] is not None:
+                positioned = True
         value, term = row[value_at], row[term_at]
         cells.append(
             {
@@ -198,8 +204,8 @@ def tables_from_cells(rows: Iterable[tuple[Any, ...]], layout: CellLayout = V1_C
                 "annotation": None if term is None else _annotation(term, row[uri_at], row[version_at]),
             }
         )
-    for raw_column, cells in cells_by_raw_column.items():
-        if raw_column[3] is None and any(cell["value"] is not None or cell["annotation"] is not None for cell in cells):
+    for raw_column in markers:
+        if any(cell["value"] is not None or cell["annotation"] is not None for cell in cells_by_raw_column[raw_column]):
             raise AssemblyError(
                 f"table {raw_column[2]!r} of {raw_column[0]} {raw_column[1]!r} has a cell without column_type"
             )
@@ -208,7 +214,7 @@ def tables_from_cells(rows: Iterable[tuple[Any, ...]], layout: CellLayout = V1_C
             "target_type": text(target_type),
             "target_ref": text(target_ref),
             "table_name": text(table_name),
-            "columns": _ordered(columns) if layout.column_index else list(columns.values()),
+            "columns": _ordered(columns) if positioned else list(columns.values()),
         }
         for (target_type, target_ref, table_name), columns in tables.items()
     ]
@@ -216,25 +222,24 @@ def tables_from_cells(rows: Iterable[tuple[Any, ...]], layout: CellLayout = V1_C
 
 def _ordered(columns: dict[tuple[Any, ...], dict[str, Any]]) -> list[dict[str, Any]]:
     """Columns by ``column_index`` (the last field of their key); without one, after those that have one."""
-    if all(key[-1] is None for key in columns):  # a v2 source that leaves column_index empty
-        return list(columns.values())
     ordered = sorted(columns.items(), key=lambda item: (item[0][-1] is None, item[0][-1] or 0))
     return [column for _, column in ordered]
 
 
 def _column(tables: dict[tuple[Any, ...], dict[tuple[Any, ...], dict[str, Any]]], raw: Sequence[Any]) -> dict[str, Any]:
-    """The column (created on first sight) that raw table-and-column fields name."""
-    target_type, target_ref, table_name, column_type, column_io_type, column_value, term, uri, version = raw[:9]
+    """The column (created on first sight) that raw table-and-column fields name (``column_index`` tenth, if read)."""
+    target_type, target_ref, table_name, column_type, column_io_type, column_value, term, uri, version = (
+        raw if len(raw) == 9 else raw[:9]
+    )
     columns = tables.setdefault((target_type, target_ref, table_name), {})
     if column_type is None:  # a row declaring a table without columns: the table exists, no column does
         return {"cells": []}
     column_annotation = _annotation(term, uri, version)
+    annotation_key = tuple(column_annotation.values()) if column_annotation else None
     key = (
-        column_type,
-        column_io_type,
-        column_value,
-        tuple(column_annotation.values()) if column_annotation else None,
-        *raw[9:],
+        (column_type, column_io_type, column_value, annotation_key)
+        if len(raw) == 9
+        else (column_type, column_io_type, column_value, annotation_key, raw[9])
     )
     column = columns.get(key)
     if column is None:
@@ -265,29 +270,36 @@ def _dated(row: Row) -> dict[str, Any]:
     }
 
 
+# Contract v2 columns: a key is set only when the source gives a value (an absent column and NULL
+# alike leave the payload's default), so a v2 source with empty v2 columns costs next to nothing.
+
+
 def _study(row: Row) -> dict[str, Any]:
     study = _dated(row)
-    if "comments" in row:
+    if row.get("comments") is not None:
         study["comments"] = comments(row["comments"])
-    if "design_descriptors" in row:
+    if row.get("design_descriptors") is not None:
         study["design_descriptors"] = roles(row["design_descriptors"], "design_descriptors")
     return study
 
 
 def _investigation(row: Row) -> dict[str, Any]:
     investigation = _dated(row)
-    if "comments" in row:
+    if row.get("comments") is not None:
         investigation["comments"] = comments(row["comments"])
-    if "license" in row:
+    if row.get("license") is not None:
         investigation["license"] = text(row["license"])
-    if "ontology_source_references" in row:
+    if row.get("ontology_source_references") is not None:
         investigation["ontology_source_references"] = ontology_source_references(row["ontology_source_references"])
     return investigation
 
 
-def _with_comments(item: dict[str, Any], row: Row) -> dict[str, Any]:
-    if "comments" in row:
+def _with_v2(item: dict[str, Any], row: Row) -> dict[str, Any]:
+    """An assay, contact or publication with its v2 comments (and a contact's ORCID) when given."""
+    if row.get("comments") is not None:
         item["comments"] = comments(row["comments"])
+    if row.get("orcid") is not None:
+        item["orcid"] = text(row["orcid"])
     return item
 
 
@@ -314,7 +326,7 @@ def assemble(
         "assays": _merge_duplicates(
             "assay",
             (
-                _with_comments(
+                _with_v2(
                     {
                         "identifier": text(row["identifier"]),
                         "study_refs": study_refs(row.get("study_ref")),
@@ -331,20 +343,19 @@ def assemble(
             ignore="study_refs",
         ),
         "contacts": [
-            _with_comments(
+            _with_v2(
                 {
                     "target_type": row["target_type"],
                     "target_ref": text(row.get("target_ref")),
                     **{name: text(row.get(name)) for name in _CONTACT_FIELDS},
                     "roles": roles(row.get("roles")),
-                    **({"orcid": text(row["orcid"])} if "orcid" in row else {}),
                 },
                 row,
             )
             for row in contacts
         ],
         "publications": [
-            _with_comments(
+            _with_v2(
                 {
                     "target_type": row["target_type"],
                     "target_ref": text(row.get("target_ref")),
