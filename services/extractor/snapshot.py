@@ -119,7 +119,7 @@ async def run_snapshot(
     conn = await connect(settings.database_url.get_secret_value(), **connect_kwargs)
     try:
         columns = await check_source_contract(conn)
-        log.info("source contract v2 columns found: %s", optional_columns_found(columns) or "none (contract v1)")
+        log.debug("source contract v2 columns found: %s", optional_columns_found(columns) or "none (contract v1)")
         await conn.rollback()
         await conn.set_isolation_level(psycopg.IsolationLevel.REPEATABLE_READ)
         await conn.set_read_only(True)
