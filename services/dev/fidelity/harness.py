@@ -71,14 +71,12 @@ class Cache:
         self.directory = directory
         if directory is not None:
             directory.mkdir(parents=True, exist_ok=True)
-        self.hits = 0
 
     def get(self, key: str, compute: Callable[[], Any]) -> Any:
         if self.directory is None:
             return compute()
         path = self.directory / f"{key}.json"
         if path.exists():
-            self.hits += 1
             return orjson.loads(path.read_bytes())
         value = compute()
         path.write_bytes(orjson.dumps(value))
@@ -118,10 +116,10 @@ def _original(path: Path) -> dict[str, Any]:
 
     arc = read_arc(path)
     original = sorted(orjson.dumps(fact).decode() for fact in arc_facts(arc))
+    conversion = arc_rows(arc)  # before the round trip: arctrl's writer rewrites the ARC's data paths in place
     roundtrip = sorted(
         orjson.dumps(fact).decode() for fact in arc_facts(ARC.from_rocrate_json_string(arc.ToROCrateJsonString()))
     )
-    conversion = arc_rows(arc)
     return {
         "original": original,
         "roundtrip": roundtrip,
