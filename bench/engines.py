@@ -15,6 +15,13 @@
 - ``worker_costs``: what a build worker does per ``mixed`` payload besides the
   engine (validate the payload JSON, hash the ARC), in this process: with the fast
   engine these are no longer negligible next to the build itself.
+- ``contract_v2``: the ``small`` corpus with every source contract v2 column
+  (``generate_payloads(..., contract=2)``): both engines, byte for byte.
+- ``real`` (``--real FILE...``, e.g. ``../shared/fixtures/real-arcs/ro-crate/*.json``): each real
+  ARC as the extractor assembles it from the contract v2 rows the fidelity harness
+  makes of it (cached in ``.arcstream/fidelity-cache``; the first run reads each file
+  with arctrl, seconds each), built by both engines: ms per ARC, us per cell,
+  fallbacks, byte identity.
 
 :func:`noop_build` is an engine that returns a fixed tiny ARC: ``python
 bench/build.py --engine noop`` measures the pipeline's own ceiling (Kafka, process
@@ -198,10 +205,45 @@ def rows_scaling(fast: EngineFunction, repeat: int) -> dict[str, Any]:
     return {"engine": "fast", "by_rows": rows}
 
 
-def compare(n: int, seed: int, n_large: int, repeat: int) -> dict[str, Any]:
+def real_payloads(paths: list[Path]) -> list[InvestigationPayload]:
+    """Real ARCs as payloads: the harness's contract v2 rows of each, assembled as the extractor does."""
+    from services.dev.fidelity.harness import Cache, original_of
+    from services.dev.generator import SourceRows
+
+    cache = Cache(Path(".arcstream/fidelity-cache"))
+    return [SourceRows(**original_of(path, cache)["rows"]).payload() for path in paths]
+
+
+def real(fast: EngineFunction, arctrl: EngineFunction, payloads: list[InvestigationPayload], repeat: int) -> Any:
+    """Per real ARC: fast ms (best of ``repeat``), us per cell, arctrl seconds (one build), fallback, identity."""
+    found = []
+    for payload in payloads:
+        fast_s = _best_round(fast, [payload], repeat)
+        started = time.perf_counter()
+        expected = arctrl(payload)
+        arctrl_s = time.perf_counter() - started
+        actual = fast(payload)
+        found.append(
+            {
+                "identifier": payload.identifier,
+                "cells": _cells(payload),
+                "fast_ms": round(fast_s * 1000, 3),
+                "fast_us_per_cell": round(fast_s * 1e6 / max(_cells(payload), 1), 3),
+                "arctrl_s": round(arctrl_s, 3),
+                "speedup": round(arctrl_s / fast_s, 1),
+                "fast_fallback": getattr(actual, "reason", None),
+                "identical": actual == expected,
+            }
+        )
+    return found
+
+
+def compare(n: int, seed: int, n_large: int, repeat: int, real_files: list[Path] | None = None) -> dict[str, Any]:
     """Fast-engine figures first, in a process without arctrl (like a fast build worker), then arctrl's."""
     fast = load_engine(engine_path("fast"))
+    real_arcs = real_payloads(real_files) if real_files else []
     mixed = generate_payloads(n, seed, "mixed")
+    v2 = generate_payloads(n, seed, "small", contract=2)
     large = generate_payloads(n_large, seed, "large")
     shape = {"studies": 3, "assays": 3, "rows": 20}
     reduced = [shrink_payload(large[0], **shape)]
@@ -209,6 +251,7 @@ def compare(n: int, seed: int, n_large: int, repeat: int) -> dict[str, Any]:
     mixed_fast = _best_round(fast, mixed, repeat)
     large_fast = _best_round(fast, large, repeat)
     reduced_fast = _best_round(fast, reduced, repeat)
+    v2_fast = _best_round(fast, v2, repeat)
     rows = rows_scaling(fast, repeat)
     costs = worker_costs(mixed, repeat)
 
@@ -243,6 +286,12 @@ def compare(n: int, seed: int, n_large: int, repeat: int) -> dict[str, Any]:
         },
         "rows": rows,
         "worker_costs": costs,
+        "contract_v2": {
+            "corpus": {"profile": "small", "n": n, "seed": seed, "contract": 2},
+            "fast": _rate(v2_fast, n),
+            "output": _identical(fast, arctrl, v2),
+        },
+        "real": real(fast, arctrl, real_arcs, repeat),
     }
 
 
@@ -256,10 +305,13 @@ def main() -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-large", type=int, default=3, help="full large investigations for the fast engine")
     parser.add_argument("--best-of", type=int, default=3, help="timed rounds of the fast engine; the best counts")
+    parser.add_argument("--real", type=Path, nargs="*", default=[], help="real ARC files (see bench/fidelity.py)")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    return compare(getattr(args, "n", 40), getattr(args, "seed", 7), args.n_large, args.best_of)
+    return compare(
+        getattr(args, "n", 40), getattr(args, "seed", 7), args.n_large, args.best_of, getattr(args, "real", [])
+    )
 
 
 if __name__ == "__main__":

@@ -1,14 +1,22 @@
--- The six relations of the SQL-to-ARC source contract (names and columns as upstream).
+-- The six relations of the SQL-to-ARC source contract (names and columns as upstream), with the
+-- optional columns of contract v2 (docs/contract.md explains every column, for views too).
 -- Related by value, not by foreign key. Keyless upstream relations get a surrogate
 -- key "id" (needed by CDC to update/delete single rows, and to keep row order stable).
--- Idempotent: every statement is IF NOT EXISTS.
+-- Dates are text so that a time of day and the source's own form are kept as given
+-- (date or timestamp columns work too: they become ISO 8601).
+-- JSON columns (jsonb here) may also be json or JSON text in a provider's views.
+-- Idempotent: every statement is IF NOT EXISTS (an existing v1 table is left as it is, and keeps working).
 
 CREATE TABLE IF NOT EXISTS "vInvestigation" (
-    identifier          text PRIMARY KEY,
-    title               text,
-    description_text    text,
-    submission_date     date,
-    public_release_date date
+    identifier                  text PRIMARY KEY,
+    title                       text,
+    description_text            text,
+    submission_date             text,
+    public_release_date         text,
+    -- v2 (optional)
+    comments                    jsonb,          -- [{"name","value"}]
+    license                     text,           -- licence text of the ARC (e.g. "CC-BY-4.0" or the full text)
+    ontology_source_references  jsonb           -- [{"name","file","version","description"}]
 );
 
 CREATE TABLE IF NOT EXISTS "vStudy" (
@@ -17,8 +25,11 @@ CREATE TABLE IF NOT EXISTS "vStudy" (
     investigation_ref   text NOT NULL,
     title               text,
     description_text    text,
-    submission_date     date,
-    public_release_date date
+    submission_date     text,
+    public_release_date text,
+    -- v2 (optional)
+    comments            jsonb,                 -- [{"name","value"}]
+    design_descriptors  jsonb                  -- [{"term","uri","version"}]
 );
 
 CREATE TABLE IF NOT EXISTS "vAssay" (
@@ -34,7 +45,11 @@ CREATE TABLE IF NOT EXISTS "vAssay" (
     technology_type_term        text,
     technology_type_uri         text,
     technology_type_version     text,
-    technology_platform         text
+    technology_platform         text,          -- the platform's term (name)
+    -- v2 (optional)
+    technology_platform_uri     text,
+    technology_platform_version text,
+    comments                    jsonb          -- [{"name","value"}]
 );
 
 CREATE TABLE IF NOT EXISTS "vContact" (
@@ -50,7 +65,10 @@ CREATE TABLE IF NOT EXISTS "vContact" (
     fax                 text,
     postal_address      text,
     affiliation         text,
-    roles               jsonb                  -- [{"term","uri","version"}], arrives already parsed
+    roles               jsonb,                 -- [{"term","uri","version"}], arrives already parsed
+    -- v2 (optional)
+    orcid               text,                  -- 0000-0002-1825-0097 or https://orcid.org/0000-0002-1825-0097
+    comments            jsonb                  -- [{"name","value"}]; further identifiers go here too
 );
 
 CREATE TABLE IF NOT EXISTS "vPublication" (
@@ -64,7 +82,9 @@ CREATE TABLE IF NOT EXISTS "vPublication" (
     title               text,
     status_term         text,
     status_uri          text,
-    status_version      text
+    status_version      text,
+    -- v2 (optional)
+    comments            jsonb                  -- [{"name","value"}]
 );
 
 CREATE TABLE IF NOT EXISTS "vAnnotationTable" (
@@ -73,7 +93,9 @@ CREATE TABLE IF NOT EXISTS "vAnnotationTable" (
     target_type                 text NOT NULL,  -- study | assay
     target_ref                  text NOT NULL,
     table_name                  text NOT NULL,
-    column_type                 text NOT NULL,  -- characteristic|comment|component|date|factor|input|output|parameter|performer
+    column_type                 text,           -- characteristic|comment|component|date|factor|input|output|parameter|performer
+                                                -- v2: protocol_ref|protocol_type|protocol_description|protocol_uri|protocol_version;
+                                                -- v2: NULL declares a table without columns (table fields only)
     column_io_type              text,           -- data|material_name|sample_name|source_name
     column_value                text,
     column_annotation_term      text,
@@ -83,7 +105,9 @@ CREATE TABLE IF NOT EXISTS "vAnnotationTable" (
     cell_value                  text,
     cell_annotation_term        text,
     cell_annotation_uri         text,
-    cell_annotation_version     text
+    cell_annotation_version     text,
+    -- v2 (optional): the column's position in its table; equal headers at different positions stay distinct
+    column_index                integer
 );
 
 -- Child lookups are by investigation_ref (batched "= ANY(...)" queries).

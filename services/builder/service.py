@@ -168,7 +168,12 @@ class BuildStep(KeyedStep):
                     sent = await self._send(message, result.arc_json, headers)
                     publish.acknowledged(sent.partition, sent.offset)
                 outcome = self._outcome(
-                    message, "built", duration_ms=duration_ms, content_hash=result.content_hash, engine=engine
+                    message,
+                    "built",
+                    duration_ms=duration_ms,
+                    content_hash=result.content_hash,
+                    engine=engine,
+                    warnings=list(result.warnings) or None,
                 )
                 await self._outcomes.report(outcome, message.origin)
         except MessageSizeTooLargeError as exc:  # this ARC's failure, not the service's

@@ -6,12 +6,16 @@ worker parses and validates the payload, runs the engine, hashes the result
 and frames it:
 
 - ``b"A" + <64 hex digits content hash> + <ARC JSON>`` for a built ARC,
-- ``b"F" + <64 hex digits content hash> + <reason> + b"\n" + <ARC JSON>`` for an
-  ARC the engine handed to the reference engine (fast engine fallback),
+- ``b"W" + <64 hex digits content hash> + <JSON {"fallback", "warnings"}> + b"\n" + <ARC JSON>``
+  for an ARC with warnings (values that did not reach it as the source gave them,
+  :mod:`services.builder.decisions`) or that the engine handed to the reference
+  engine (fast engine fallback, reason in ``fallback``),
 - ``b"E" + <JSON {"code", "message"[, "fallback"]}>`` for a payload or mapping failure.
 
 The message key travels with the payload: a payload whose identifier differs from
 its key fails (``key-mismatch``) instead of overwriting another investigation's ARC.
+
+The parent counts the warnings by kind as it decodes them (``arcstream_build_warnings_total``).
 
 Any other exception from an engine is this payload's mapping failure too: one
 bad investigation must never take a worker, let alone the service, down.
@@ -27,8 +31,9 @@ from dataclasses import dataclass
 import orjson
 from pydantic import ValidationError
 
+from services.builder import metrics as builder_metrics
 from services.builder.engines import EngineFunction, load_engine
-from services.builder.engines.fallback import FallbackArc, FallbackMappingError
+from services.builder.engines.fallback import FallbackArc, FallbackMappingError, warnings_of
 from services.common.content_hash import content_hash_of_json
 from services.common.errors import ErrorCode, MappingError, PayloadError, RecordError
 from services.common.payload import InvestigationPayload
@@ -120,9 +125,11 @@ def build(payload_json: bytes, key: str | None = None) -> bytes:
             raise MappingError(f"{type(exc).__name__} while building: {exc}") from exc
         arc_bytes = arc_json.encode("utf-8")
         digest = content_hash_of_json(arc_bytes).encode("ascii")
-        if isinstance(arc_json, FallbackArc):
-            return b"F" + digest + arc_json.reason.encode("ascii") + b"\n" + arc_bytes
-        return b"A" + digest + arc_bytes
+        fallback = arc_json.reason if isinstance(arc_json, FallbackArc) else None
+        warnings = warnings_of(arc_json)
+        if fallback is None and not warnings:
+            return b"A" + digest + arc_bytes
+        return b"W" + digest + orjson.dumps({"fallback": fallback, "warnings": warnings}) + b"\n" + arc_bytes
     except RecordError as exc:
         error = {"code": exc.code, "message": str(exc)}
         if isinstance(exc, FallbackMappingError):
@@ -142,6 +149,8 @@ class BuildResult:
     fallback: str | None = None
     #: Seconds the worker spent on this build (``None`` when it did not finish, e.g. a timeout).
     build_s: float | None = None
+    #: ``"<kind>: <message>"`` per value that did not reach the ARC as the source gave it.
+    warnings: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -149,16 +158,20 @@ class BuildResult:
 
 
 def decode_result(frame: bytes, build_s: float | None = None) -> BuildResult:
-    """Unframe what :func:`build` returned."""
+    """Unframe what :func:`build` returned (in the parent), counting its warnings by kind."""
     if frame[:1] == b"A":
         return BuildResult(arc_json=frame[65:], content_hash=frame[1:65].decode("ascii"), build_s=build_s)
-    if frame[:1] == b"F":
-        reason, _, arc_json = frame[65:].partition(b"\n")
+    if frame[:1] == b"W":
+        header, _, arc_json = frame[65:].partition(b"\n")
+        details = orjson.loads(header)
+        warnings = tuple(details["warnings"])
+        builder_metrics.build_warnings(warnings)
         return BuildResult(
             arc_json=arc_json,
             content_hash=frame[1:65].decode("ascii"),
-            fallback=reason.decode("ascii"),
+            fallback=details["fallback"],
             build_s=build_s,
+            warnings=warnings,
         )
     error = orjson.loads(frame[1:])
     return BuildResult(

@@ -1,9 +1,12 @@
 """The investigation payload: what travels on ``arc.investigations``.
 
-One payload holds everything the six source relations say about one
+One payload holds everything the source relations say about one
 investigation, grouped and lightly normalised (JSON columns parsed, duplicate
 study/assay rows merged, annotation cells grouped into tables and columns) but
-not interpreted: deciding what arctrl can take is the builder's job.
+not interpreted: deciding what arctrl can take is the builder's job. Fields of
+the source contract v2 (docs/contract.md: comments, ORCIDs, licence, design
+descriptors, ontology source references, protocol columns, ...) have defaults,
+so a v1 payload is a valid payload and a v1 source fills them with nothing.
 
 ``schemas/investigation.schema.json`` is generated from these models
 (``arcstream schemas write``) and a test checks both agree.
@@ -26,7 +29,21 @@ PAYLOAD_SCHEMA_VERSION: Literal[1] = 1
 
 TargetType = Literal["investigation", "study", "assay"]
 ColumnType = Literal[
-    "characteristic", "comment", "component", "date", "factor", "input", "output", "parameter", "performer"
+    "characteristic",
+    "comment",
+    "component",
+    "date",
+    "factor",
+    "input",
+    "output",
+    "parameter",
+    "performer",
+    # contract v2: the ISA protocol columns
+    "protocol_ref",
+    "protocol_type",
+    "protocol_description",
+    "protocol_uri",
+    "protocol_version",
 ]
 ColumnIoType = Literal["data", "material_name", "sample_name", "source_name"]
 
@@ -43,6 +60,26 @@ class OntologyAnnotation(BaseModel):
     version: str | None = None
 
 
+class Comment(BaseModel):
+    """A name/value comment (contract v2); the builder drops one without a name, with a warning."""
+
+    model_config = _STRICT
+
+    name: str | None = None
+    value: str | None = None
+
+
+class OntologySourceReference(BaseModel):
+    """An ontology an investigation's annotations refer to (contract v2)."""
+
+    model_config = _STRICT
+
+    name: str = Field(min_length=1)
+    file: str | None = None
+    version: str | None = None
+    description: str | None = None
+
+
 class Study(BaseModel):
     model_config = _STRICT
 
@@ -51,6 +88,9 @@ class Study(BaseModel):
     description_text: str | None = None
     submission_date: str | None = None
     public_release_date: str | None = None
+    #: Contract v2 (absent columns give the defaults).
+    comments: list[Comment] = Field(default_factory=list)
+    design_descriptors: list[OntologyAnnotation] = Field(default_factory=list)
 
 
 class Assay(BaseModel):
@@ -63,7 +103,9 @@ class Assay(BaseModel):
     description_text: str | None = None
     measurement_type: OntologyAnnotation | None = None
     technology_type: OntologyAnnotation | None = None
-    technology_platform: str | None = None
+    #: A name (contract v1), or an ontology annotation when the source has its URI/version columns (v2).
+    technology_platform: str | OntologyAnnotation | None = None
+    comments: list[Comment] = Field(default_factory=list)
 
 
 class Contact(BaseModel):
@@ -80,6 +122,9 @@ class Contact(BaseModel):
     postal_address: str | None = None
     affiliation: str | None = None
     roles: list[OntologyAnnotation] = Field(default_factory=list)
+    #: Contract v2.
+    orcid: str | None = None
+    comments: list[Comment] = Field(default_factory=list)
 
 
 class Publication(BaseModel):
@@ -92,6 +137,7 @@ class Publication(BaseModel):
     authors: str | None = None
     title: str | None = None
     status: OntologyAnnotation | None = None
+    comments: list[Comment] = Field(default_factory=list)
 
 
 class Cell(BaseModel):
@@ -135,6 +181,10 @@ class InvestigationPayload(BaseModel):
     description_text: str | None = None
     submission_date: str | None = None
     public_release_date: str | None = None
+    #: Contract v2: investigation comments, licence text, ontology source references.
+    comments: list[Comment] = Field(default_factory=list)
+    license: str | None = None
+    ontology_source_references: list[OntologySourceReference] = Field(default_factory=list)
     studies: list[Study] = Field(default_factory=list)
     assays: list[Assay] = Field(default_factory=list)
     contacts: list[Contact] = Field(default_factory=list)

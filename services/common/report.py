@@ -64,6 +64,6 @@ class OutcomeRecord(BaseModel):
     latency_ms: float | None = None
     #: Build engine that produced the ARC, and whether it fell back to arctrl.
     engine: str | None = None
-    #: What of the source did not reach the ARC (or reached it changed), one line each.
+    #: Build: source values that did not reach the ARC as given, ``"<kind>: <what happened>"`` each.
     warnings: list[str] | None = None
     at: str = Field(default_factory=utc_now_iso)

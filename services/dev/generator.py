@@ -12,6 +12,12 @@ Profiles (DESIGN / issue 2): ``small`` 1-2 studies x 1-2 assays, tables <= 5 row
 The real-data quirks of DESIGN.md appear at fixed rates: ``study_ref`` as a
 bare identifier, an assay repeated once per study link, duplicate study rows,
 contacts without a first name (roles always arrive already parsed: ``jsonb``).
+
+``contract=2`` adds the source contract v2 columns to the same rows
+(docs/contract.md): comments everywhere, licence, ontology source references,
+design descriptors, the platform's accession, ORCIDs, dates with a time of day,
+``column_index``, the ISA protocol columns and an equal header at two positions.
+Contract 1 (the default) gives exactly the rows it always gave.
 """
 
 from __future__ import annotations
@@ -24,8 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from services.common.payload import InvestigationPayload
-from services.extractor.source.assemble import assemble
-from services.extractor.source.schema import CONTRACT
+from services.extractor.source.assemble import CellLayout, assemble
+from services.extractor.source.schema import selected_columns
 
 Profile = Literal["small", "mixed", "large"]
 PROFILES: tuple[Profile, ...] = ("small", "mixed", "large")
@@ -91,8 +97,14 @@ class SourceRows:
     annotation_cells: list[Row] = field(default_factory=list)
 
     def payload(self) -> InvestigationPayload:
-        cells = [tuple(row[name] for name in CONTRACT["vAnnotationTable"]) for row in self.annotation_cells]
-        document = assemble(self.investigation, self.studies, self.assays, self.contacts, self.publications, cells)
+        """The payload the extractor assembles from these rows (contract v2 columns included where rows carry them)."""
+        found = {"vAnnotationTable": set().union(*(row.keys() for row in self.annotation_cells))}
+        columns = selected_columns("vAnnotationTable", found)
+        cells = [tuple(row.get(name) for name in columns) for row in self.annotation_cells]
+        layout = CellLayout(column_index="column_index" in columns)
+        document = assemble(
+            self.investigation, self.studies, self.assays, self.contacts, self.publications, cells, layout
+        )
         return InvestigationPayload.model_validate(document)
 
 
@@ -250,8 +262,8 @@ def _assay_table(rng: random.Random, inv: str, study: str, assay: str, rows: int
     return cells
 
 
-def generate_investigation(seed: int, index: int, profile: Profile) -> SourceRows:
-    """The rows of investigation number ``index`` for ``(seed, profile)``."""
+def generate_investigation(seed: int, index: int, profile: Profile, contract: int = 1) -> SourceRows:
+    """The rows of investigation number ``index`` for ``(seed, profile)`` (with contract v2 columns if asked)."""
     rng = random.Random(f"{seed}:{profile}:{index}")
     inv = f"INV-{index:06d}"
     shape = _shape(rng, profile)
@@ -337,18 +349,103 @@ def generate_investigation(seed: int, index: int, profile: Profile) -> SourceRow
                 rows.assays.append(assay_row | {"study_ref": json.dumps([f"{inv}-S1"])})
             rows.contacts.append(_person(rng, inv, "assay", assay, 100 + a))
             rows.annotation_cells += _assay_table(rng, inv, study, assay, shape.rows)
+    if contract == 2:
+        _add_v2(rows, random.Random(f"{seed}:{profile}:{index}:v2"))
     return rows
 
 
-def generate(n: int, seed: int, profile: Profile) -> Iterator[SourceRows]:
+PROTOCOL_TYPES = [("assay protocol", "DPBO:1000177"), ("extraction protocol", "DPBO:1000171")]
+PLATFORM_ACCESSIONS = {
+    "Illumina NovaSeq 6000": "NCIT:C181998",
+    "Thermo Q Exactive": "http://purl.obolibrary.org/obo/MS_1001911",
+    "LemnaTec Scanalyzer": None,
+}
+
+
+def _orcid(rng: random.Random) -> str:
+    digits = "".join(str(rng.randrange(10)) for _ in range(15))
+    return f"0000-{digits[3:7]}-{digits[7:11]}-{digits[11:14]}{rng.choice('0123456789X')}"
+
+
+def _add_v2(rows: SourceRows, rng: random.Random) -> None:
+    """The contract v2 columns on the rows of one investigation (repeated rows get equal values)."""
+    inv = rows.investigation
+    inv["submission_date"] = f"{inv['submission_date']}T{rng.randrange(24):02d}:{rng.randrange(60):02d}:07.5577612"
+    inv["comments"] = [{"name": "Funding", "value": _pick(rng, ["DFG", "BMBF", "EU Horizon"])}]
+    inv["license"] = _pick(rng, ["CC-BY-4.0", "CC0-1.0", None])
+    inv["ontology_source_references"] = [
+        {"name": "OBI", "file": f"{OBO}obi.owl", "version": "2024-01-01", "description": "Biomedical investigations"}
+    ]
+    for study in rows.studies:
+        study["comments"] = [{"name": "Study Funding Agency", "value": ""}, {"name": "Worksheet", "value": None}]
+        study["design_descriptors"] = [{"term": "factorial design", "uri": f"{OBO}OBI_0500014", "version": None}]
+    for assay in rows.assays:
+        assay["technology_platform_uri"] = PLATFORM_ACCESSIONS.get(assay["technology_platform"])
+        assay["technology_platform_version"] = None
+        assay["comments"] = [{"name": "Assay note", "value": f"see {assay['identifier']}.md"}]
+    for contact in rows.contacts:
+        contact["orcid"] = _orcid(rng) if rng.random() < 0.4 else None
+        contact["comments"] = [{"name": "Worksheet", "value": None}] if rng.random() < 0.3 else None
+    for publication in rows.publications:
+        publication["comments"] = [{"name": "PMCID", "value": f"PMC{rng.randrange(10**6, 10**7)}"}]
+    rows.annotation_cells = _v2_cells(rows.annotation_cells, rng)
+
+
+def _v2_cells(cells: list[Row], rng: random.Random) -> list[Row]:
+    """Protocol columns on assay tables, a second ``plant structure`` on study tables, ``column_index`` on all."""
+    by_row: dict[tuple[Any, ...], list[Row]] = {}
+    for cell in cells:
+        by_row.setdefault((cell["target_type"], cell["target_ref"], cell["table_name"], cell["row_index"]), []).append(
+            cell
+        )
+    result: list[Row] = []
+    protocol = _pick(rng, PROTOCOL_TYPES)
+    for (target_type, target_ref, table, row_index), row in by_row.items():
+        args = (row[0]["investigation_ref"], target_type, target_ref, table, row_index)
+        if target_type == "assay":
+            row = [
+                row[0],
+                _cell(*args, column_type="protocol_ref", cell_value=f"{table}.md"),
+                _cell(
+                    *args,
+                    column_type="protocol_type",
+                    cell_value=protocol[0],
+                    cell_annotation_term=protocol[0],
+                    cell_annotation_uri=protocol[1],
+                ),
+                _cell(*args, column_type="protocol_description", cell_value=f"How {table} is done."),
+                _cell(*args, column_type="protocol_version", cell_value="1.0"),
+                *row[1:],
+            ]
+        else:
+            tissue, tissue_uri = _pick(rng, TISSUES)
+            row = [
+                *row[:-1],
+                _cell(
+                    *args,
+                    column_type="characteristic",
+                    column_value="plant structure",
+                    column_annotation_term="plant structure",
+                    column_annotation_uri=f"{OBO}PO_0009011",
+                    cell_value=tissue,
+                    cell_annotation_term=tissue,
+                    cell_annotation_uri=tissue_uri,
+                ),
+                row[-1],
+            ]
+        result += [cell | {"column_index": position} for position, cell in enumerate(row)]
+    return result
+
+
+def generate(n: int, seed: int, profile: Profile, contract: int = 1) -> Iterator[SourceRows]:
     """``n`` investigations, in index order."""
     for index in range(n):
-        yield generate_investigation(seed, index, profile)
+        yield generate_investigation(seed, index, profile, contract)
 
 
-def generate_payloads(n: int, seed: int, profile: Profile) -> list[InvestigationPayload]:
+def generate_payloads(n: int, seed: int, profile: Profile, contract: int = 1) -> list[InvestigationPayload]:
     """The payloads the extractor would publish for ``arcstream gen`` with the same arguments."""
-    return [rows.payload() for rows in generate(n, seed, profile)]
+    return [rows.payload() for rows in generate(n, seed, profile, contract)]
 
 
 def shrink_payload(payload: InvestigationPayload, studies: int, assays: int, rows: int) -> InvestigationPayload:

@@ -1,4 +1,9 @@
-"""Write generated rows into the source relations with ``COPY`` (fast, one round trip per relation)."""
+"""Write source rows into the source relations with ``COPY`` (fast, one round trip per relation).
+
+Rows are dicts of the contract's columns; contract v2 columns (``OPTIONAL_COLUMNS``)
+are written when the rows of a relation carry them, so the same writer fills a v1
+source (the demo generator) and a v2 one (real ARCs loaded by the fidelity harness).
+"""
 
 from __future__ import annotations
 
@@ -9,21 +14,31 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from services.dev.generator import SourceRows
-from services.extractor.source.schema import CONTRACT
+from services.extractor.source.schema import CONTRACT, OPTIONAL_COLUMNS
 
 _BATCH = 2_000
+#: Columns holding JSON (written as ``jsonb``).
+JSON_COLUMNS = frozenset({"roles", "comments", "design_descriptors", "ontology_source_references"})
+
+
+def _columns(relation: str, rows: list[dict[str, object]]) -> tuple[str, ...]:
+    """The contract columns, then the optional ones any of these rows carries."""
+    optional = [name for name in OPTIONAL_COLUMNS.get(relation, ()) if any(name in row for row in rows)]
+    return (*CONTRACT[relation], *optional)
 
 
 async def _copy(conn: psycopg.AsyncConnection, relation: str, rows: list[dict[str, object]]) -> None:
     if not rows:
         return
-    columns = CONTRACT[relation]
+    columns = _columns(relation, rows)
     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
         sql.Identifier(relation), sql.SQL(", ").join(sql.Identifier(c) for c in columns)
     )
     async with conn.cursor() as cursor, cursor.copy(statement) as copy:
         for row in rows:
-            await copy.write_row([Jsonb(row[c]) if c == "roles" else row[c] for c in columns])
+            await copy.write_row(
+                [Jsonb(row.get(c)) if c in JSON_COLUMNS and row.get(c) is not None else row.get(c) for c in columns]
+            )
 
 
 async def write_rows(conn: psycopg.AsyncConnection, investigations: Iterable[SourceRows]) -> int:

@@ -40,7 +40,12 @@ from services.common.records import H_KIND, H_RUN_ID, RunMarker, dumps, make_hea
 from services.common.report import utc_now_iso
 from services.extractor.publisher import PayloadPublisher
 from services.extractor.source.loader import Children, PayloadLoader, investigation_query
-from services.extractor.source.schema import check_source_contract, connect, relation_columns
+from services.extractor.source.schema import (
+    check_source_contract,
+    connect,
+    optional_columns_found,
+    relation_columns,
+)
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +120,7 @@ async def run_snapshot(
     conn = await connect(settings.database_url.get_secret_value(), **connect_kwargs)
     try:
         columns = await check_source_contract(conn)
+        log.debug("source contract v2 columns found: %s", optional_columns_found(columns) or "none (contract v1)")
         await conn.rollback()
         await conn.set_isolation_level(psycopg.IsolationLevel.REPEATABLE_READ)
         await conn.set_read_only(True)
@@ -359,7 +365,7 @@ async def _batches(
 
     async with conn.cursor(name="arcstream_snapshot", row_factory=dict_row) as investigations:
         investigations.itersize = size
-        await investigations.execute(investigation_query(shard, shards))
+        await investigations.execute(investigation_query(shard, shards, loader.investigation_columns))
         batch = await investigations.fetchmany(size)
         pending = prefetch(batch)
         try:

@@ -22,7 +22,7 @@ import pytest
 
 from services.builder.engines import ENGINES, engine_path
 from services.builder.engines.arctrl import build_arc_json as reference_build
-from services.builder.engines.fallback import FALLBACK_ENGINE, FallbackArc, FallbackMappingError
+from services.builder.engines.fallback import FALLBACK_ENGINE, FallbackArc, FallbackMappingError, warnings_of
 from services.builder.engines.fast import build_arc_json as fast_build
 from services.builder.engines.fast.support import REJECTED
 from services.builder.worker import build, decode_result, init_worker
@@ -33,8 +33,10 @@ from services.common.payload import (
     Assay,
     Cell,
     Column,
+    Comment,
     Contact,
     InvestigationPayload,
+    OntologySourceReference,
     Publication,
     Study,
 )
@@ -101,6 +103,7 @@ def assert_same_output(payload: InvestigationPayload, fallback: str | None = Non
     difference = first_difference(json.loads(expected), json.loads(actual))
     assert difference is None, difference
     assert actual == expected  # byte-identical, so the content hash is too
+    assert warnings_of(actual) == warnings_of(expected)
 
 
 def test_contract_is_pinned_to_the_installed_arctrl() -> None:
@@ -151,6 +154,166 @@ def term_column(kind: str, name: str | None, uri: str | None, *values: Cell) -> 
 
 
 UO_CM = oa("centimeter", f"{OBO}UO_0000015")
+
+# -- contract v2 features (comments, licence, ORCIDs, protocol columns, accessions, decisions) -------------
+
+P = "https://orcid.org/"
+
+
+def comment(name: str | None, value: str | None = None) -> Comment:
+    return Comment(name=name, value=value)
+
+
+V2_CASES: dict[str, tuple[InvestigationPayload, str | None]] = {
+    "v2: CURIE and bioregistry accessions everywhere (arctrl's URL rewriting)": (
+        minimal_payload(
+            studies=[Study(identifier="s1", design_descriptors=[oa("factorial design", "OBI:0500014", "v1")])],
+            assays=[
+                Assay(
+                    identifier="a1",
+                    study_refs=["s1"],
+                    technology_type=oa("imaging", "OBI:0000185"),
+                    measurement_type=oa("mass", "https://bioregistry.io/NCIT:C25936"),
+                    technology_platform=oa("HiSeq 2500", "NCIT:C101293", "23.1"),
+                )
+            ],
+            contacts=[
+                Contact(
+                    target_type="investigation",
+                    first_name="A",
+                    roles=[
+                        oa("ms", "MS:1000031"),
+                        oa("unknown prefix", "XYZ:1"),
+                        oa("dpbo", "DPBO:0000012"),
+                        oa("po", "PO:0009005"),
+                        oa("ro", "RO:0002"),
+                        oa("purl", f"{OBO}UO_0000015"),
+                    ],
+                )
+            ],
+            annotation_tables=[
+                table(
+                    io("input", None, "a", "b"),
+                    Column(
+                        column_type="characteristic",
+                        annotation=oa("organism", "OBI:0100026"),
+                        cells=[
+                            Cell(row_index=0, value="Zea mays", annotation=oa("Zea mays", "NCBITaxon:4577")),
+                            Cell(row_index=1, value="3", annotation=oa("cm", "UO:0000015")),
+                        ],
+                    ),
+                    Column(
+                        column_type="protocol_type",
+                        cells=[Cell(row_index=0, value="growth", annotation=oa("growth", "EFO:0003789"))],
+                    ),
+                    io("output", None, "x", "y"),
+                    kind="assay",
+                    target="a1",
+                )
+            ],
+        ),
+        None,
+    ),
+    "v2: comments, dateModified, licence, ontology sources, ORCIDs and the builder's decisions": (
+        minimal_payload(
+            title=None,
+            license="CC-BY-4.0",
+            comments=[
+                comment("dateModified", "2025-07-31T17:41:41.5577612"),
+                comment("note", 'say "hi"'),
+                comment("empty"),
+                comment(None, "nameless"),
+            ],
+            ontology_source_references=[
+                OntologySourceReference(name="NCBITaxon", file="http://x/ncbitaxon.owl", version="2024")
+            ],
+            studies=[
+                Study(
+                    identifier="s1",
+                    submission_date="2021-05-01T10:15:00",
+                    comments=[comment("dateModified", "2025-01-01T10:00:00"), comment("Study Funding Agency", "")],
+                )
+            ],
+            assays=[Assay(identifier="a1", study_refs=["s1"], comments=[comment("c", "v")])],
+            contacts=[
+                Contact(target_type="investigation", first_name="Bob", last_name="B"),
+                Contact(
+                    target_type="study",
+                    target_ref="s1",
+                    first_name="Bob",
+                    last_name="B",
+                    orcid=P + "0000-0002-1825-0097",
+                ),
+                Contact(
+                    target_type="assay",
+                    target_ref="a1",
+                    first_name="Ada",
+                    last_name="L",
+                    comments=[comment("Worksheet")],
+                ),
+                Contact(
+                    target_type="investigation",
+                    first_name="Ada",
+                    last_name="L",
+                    orcid="0000-0001-9021-3197",
+                    comments=[comment("k", "v")],
+                ),
+                Contact(target_type="investigation", email="nobody@example.org"),
+                Contact(target_type="investigation", orcid="0000-0003-0970-4672"),
+                Contact(target_type="investigation", first_name="Q", orcid="not an orcid"),
+                Contact(target_type="investigation", roles=[oa("curator")]),
+            ],
+            publications=[
+                Publication(target_type="investigation", title="P", doi="10.1/x", comments=[comment("k", "v")]),
+                Publication(target_type="investigation", doi="10.2/y"),
+                Publication(target_type="study", target_ref="s1", pubmed_id="123"),
+                Publication(target_type="investigation", authors="A, B"),
+            ],
+        ),
+        None,
+    ),
+    "v2: protocol columns, units without value, repeated single-use columns": (
+        with_tables(
+            table(
+                io("input", "source_name", "a", "b", "c"),
+                Column(column_type="protocol_ref", cells=cells("grow", "grow", None)),
+                Column(column_type="protocol_description", cells=cells("d1", "d1", "d3")),
+                Column(column_type="protocol_uri", cells=cells("http://p", None, "")),
+                Column(column_type="protocol_version", cells=cells("1.0", "1.0", "2")),
+                Column(
+                    column_type="protocol_type",
+                    cells=[Cell(row_index=0, value="growth", annotation=oa("growth", f"{OBO}OBI_0000070"))],
+                ),
+                term_column("component", "auger", None, *cells("steel", "wood", None)),
+                term_column(
+                    "characteristic",
+                    "distance",
+                    None,
+                    Cell(row_index=0, value="", annotation=oa("m")),
+                    Cell(row_index=1, value="2", annotation=oa("dt/ha")),
+                    Cell(row_index=2, value=" m", annotation=oa("meter", f"{OBO}UO_0000008")),
+                ),
+                Column(column_type="comment", column_value="n", cells=cells("x", "y", "z")),
+                Column(column_type="comment", column_value="n", cells=cells("x2", None, "z2")),
+                Column(column_type="date", cells=cells("2021-01-01T10:00", None, "x")),
+                Column(column_type="date", cells=cells("2021-01-02", None, None)),
+                Column(column_type="performer", cells=cells("Ann", "Ann", "Ben")),
+                Column(column_type="performer", cells=cells("Cid", None, None)),
+                Column(
+                    column_type="protocol_type",
+                    cells=[Cell(row_index=1, value="other", annotation=oa("other", "DPBO:1000177"))],
+                ),
+                io("output", "sample_name", "s1", "s2", "s3"),
+                io("output", "data", "t1", "t2", "t3"),
+                io("input", "source_name", "a", "b", "c"),
+                name="growth protocol",
+            ),
+            table(name="empty"),
+        ),
+        None,
+    ),
+}
+
 SCORO = "http://purl.org/spar/scoro/principal-investigator"
 
 CASES: dict[str, tuple[InvestigationPayload, str | None]] = {
@@ -394,13 +557,76 @@ CASES: dict[str, tuple[InvestigationPayload, str | None]] = {
         minimal_payload(studies=S1, assays=[Assay(identifier="a1", study_refs=["s1", "s1"])]),
         REJECTED,
     ),
-    # -- handed to arctrl on purpose -----------------------------------------------------------------
-    "CURIE accession (arctrl rewrites it)": (
-        minimal_payload(assays=[Assay(identifier="a1", technology_type=oa("imaging", "OBI:0000185"))]),
-        "curie-accession",
+    "data paths arctrl keeps: under assays/ and studies/, URLs, root files": (
+        with_tables(
+            table(
+                io("input", "material_name", "m", "n", "o", "p"),
+                io(
+                    "output",
+                    "data",
+                    "assays/a1/dataset/f",
+                    "studies/s1/resources/r.txt",
+                    "https://example.org/f.csv",
+                    "isa.investigation.xlsx",
+                ),
+                kind="assay",
+                target="a1",
+            )
+        ),
+        None,
     ),
+    "empty, blank and bare-folder data names (arctrl writes them as any other path)": (
+        with_tables(
+            table(
+                io("input", "data", None, "x", "", "/"),
+                io("output", "data", "", None, "./", " "),
+                kind="assay",
+                target="a1",
+            ),
+            table(
+                io("input", "material_name", "m", "n"),
+                io("output", "data", "f.csv"),
+                kind="assay",
+                target="a1",
+                name="u",
+            ),
+            table(io("input", "data", "", "./"), io("output", "data", "z"), name="study data"),
+        ),
+        None,
+    ),
+    "braces and JSON that is no JSON-LD node in affiliations and addresses": (
+        minimal_payload(
+            contacts=[
+                Contact(target_type="investigation", first_name="A", affiliation="Dept {A}", postal_address="{"),
+                Contact(target_type="investigation", first_name="B", affiliation='{"name": "x"}', postal_address="{}"),
+                Contact(target_type="investigation", first_name="C", affiliation='{"@id": "#x"}'),
+            ]
+        ),
+        None,
+    ),
+    "repeated term columns (equal headers at two positions)": (
+        with_tables(
+            table(
+                term_column("factor", "f", None, *cells("1", "2")),
+                term_column("factor", "f", None, *cells("2", "2")),
+                term_column("parameter", "p", f"{OBO}OBI_1", *cells("x")),
+                term_column("parameter", "p", f"{OBO}OBI_1", *cells("x")),
+            )
+        ),
+        None,
+    ),
+    **V2_CASES,
+    # -- handed to arctrl on purpose -----------------------------------------------------------------
     "JSON-like affiliation (arctrl parses it)": (
-        minimal_payload(contacts=[Contact(target_type="investigation", first_name="A", affiliation='{"@id": "#org"}')]),
+        minimal_payload(
+            contacts=[
+                Contact(
+                    target_type="investigation",
+                    first_name="A",
+                    affiliation='{"@id": "#org", "@type": "Organization", "name": "Org"}',
+                )
+            ]
+        ),
         "json-like-person-field",
     ),
     "data name with a fragment selector": (
@@ -409,34 +635,12 @@ CASES: dict[str, tuple[InvestigationPayload, str | None]] = {
         ),
         "data-fragment",
     ),
-    "empty data name": (
+    "data path that is the ARC's own licence file": (
         with_tables(
-            table(io("input", "material_name", "m", "n"), io("output", "data", "f.csv"), kind="assay", target="a1")
-        ),
-        "empty-data-name",
-    ),
-    "data path already under assays/": (
-        with_tables(
-            table(
-                io("input", "material_name", "m"),
-                io("output", "data", "assays/a1/dataset/f"),
-                kind="assay",
-                target="a1",
-            )
+            table(io("input", "material_name", "m"), io("output", "data", "/LICENSE"), kind="assay", target="a1"),
+            license="MIT",
         ),
         "data-path",
-    ),
-    "second performer column": (
-        with_tables(
-            table(Column(column_type="performer", cells=cells("a")), Column(column_type="performer", cells=cells("b")))
-        ),
-        "second-performer-column",
-    ),
-    "duplicate term column": (
-        with_tables(
-            table(term_column("factor", "f", None, *cells("1")), term_column("factor", "f", None, *cells("2")))
-        ),
-        "duplicate-column",
     ),
 }
 
@@ -462,9 +666,9 @@ def test_cannot_take_cases_are_refused_by_the_reference(case: str) -> None:
 # -- generated corpora and a few larger investigations ---------------------------------------------
 
 
-@pytest.mark.parametrize(("profile", "n"), [("small", 20), ("mixed", 30)])
-def test_generated_corpus(profile: str, n: int) -> None:
-    for payload in generate_payloads(n, 11, profile):  # type: ignore[arg-type]
+@pytest.mark.parametrize(("profile", "n", "contract"), [("small", 20, 1), ("mixed", 30, 1), ("small", 12, 2)])
+def test_generated_corpus(profile: str, n: int, contract: int) -> None:
+    for payload in generate_payloads(n, 11, profile, contract):  # type: ignore[arg-type]
         assert_same_output(payload)
 
 
@@ -483,10 +687,13 @@ def test_worker_marks_fallback_builds_and_refusals() -> None:
     init_worker(engine_path("fast"))
     fast = decode_result(build(orjson.dumps(rich_payload().model_dump(mode="json"))))
     assert fast.ok and fast.fallback is None
-    payload, reason = CASES["CURIE accession (arctrl rewrites it)"]
+    payload, reason = CASES["JSON-like affiliation (arctrl parses it)"]
     fallback = decode_result(build(orjson.dumps(payload.model_dump(mode="json"))))
     assert fallback.ok and fallback.fallback == reason
     assert fallback.arc_json == reference_build(payload).encode()
+    warned = decode_result(build(orjson.dumps(minimal_payload(title=" ").model_dump(mode="json"))))
+    assert warned.ok and warned.fallback is None
+    assert warned.warnings == ("untitled-investigation: investigation has no title; its identifier 'inv-1' is used",)
     refused = decode_result(
         build(orjson.dumps(minimal_payload(studies=[Study(identifier="")]).model_dump(mode="json")))
     )
@@ -499,17 +706,23 @@ def test_worker_marks_fallback_builds_and_refusals() -> None:
 
 def test_service_reports_fast_builds_and_counts_fallbacks(builder_settings: Callable[..., Settings]) -> None:
     settings = builder_settings(max_concurrent_arc_builds=1)
-    curie, reason = CASES["CURIE accession (arctrl rewrites it)"]
+    json_like, reason = CASES["JSON-like affiliation (arctrl parses it)"]
     payloads = {
         "inv-fast": rich_payload("inv-fast"),
-        "inv-curie": curie.model_copy(update={"identifier": "inv-curie"}),
+        "inv-curie": json_like.model_copy(update={"identifier": "inv-curie"}),
         "inv-refused": minimal_payload("inv-refused", studies=[Study(identifier="")]),
+        "inv-untitled": minimal_payload("inv-untitled", title=None),
     }
 
     def fallbacks(why: str) -> float:
         return metrics.REGISTRY.get_sample_value("arcstream_build_engine_fallbacks_total", {"reason": why}) or 0.0
 
+    def untitled_warnings() -> float:
+        labels = {"kind": "untitled-investigation"}
+        return metrics.REGISTRY.get_sample_value("arcstream_build_warnings_total", labels) or 0.0
+
     before = {why: fallbacks(why) for why in (reason, REJECTED)}
+    warned_before = untitled_warnings()
 
     async def scenario() -> None:
         await produce(settings, [payload_message(p, partition=0) for p in payloads.values()])
@@ -527,6 +740,7 @@ def test_service_reports_fast_builds_and_counts_fallbacks(builder_settings: Call
         assert {key: header_dict(r.headers)["arcstream.engine"] for key, r in arcs.items()} == {
             "inv-fast": "fast",
             "inv-curie": FALLBACK_ENGINE,
+            "inv-untitled": "fast",
         }
         for key in arcs:
             assert arcs[key].value == reference_build(payloads[key]).encode()
@@ -534,9 +748,16 @@ def test_service_reports_fast_builds_and_counts_fallbacks(builder_settings: Call
             "inv-fast": ("built", "fast"),
             "inv-curie": ("built", FALLBACK_ENGINE),
             "inv-refused": ("failed", FALLBACK_ENGINE),
+            "inv-untitled": ("built", "fast"),
         }
         assert report["inv-refused"]["error_code"] == "mapping-failed"
+        # a value that did not reach the ARC as given is named in the outcome, nothing else has warnings
+        assert report["inv-untitled"]["warnings"] == [
+            "untitled-investigation: investigation has no title; its identifier 'inv-untitled' is used"
+        ]
+        assert all(report[key].get("warnings") is None for key in ("inv-fast", "inv-curie", "inv-refused"))
 
     asyncio.run(scenario())
     assert fallbacks(reason) - before[reason] == 1
     assert fallbacks(REJECTED) - before[REJECTED] == 1
+    assert untitled_warnings() - warned_before == 1

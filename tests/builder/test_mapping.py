@@ -34,6 +34,7 @@ from services.common.payload import (
     Publication,
     Study,
 )
+from services.common.payload import Comment as PayloadComment
 
 from .conftest import cells, minimal_payload, oa, rich_payload
 
@@ -229,7 +230,6 @@ def _cell(row: int, value: str | None, annotation: OntologyAnnotation | None) ->
 
 
 CANNOT_TAKE: dict[str, tuple[dict[str, Any], str]] = {
-    "no investigation title": ({"title": None}, "no title"),
     "blank investigation identifier": ({"identifier": "  "}, "empty identifier"),
     "empty study identifier": ({"studies": [Study(identifier="")]}, "empty identifier"),
     "blank assay identifier": ({"assays": [Assay(identifier="  ")]}, "empty identifier"),
@@ -244,14 +244,6 @@ CANNOT_TAKE: dict[str, tuple[dict[str, Any], str]] = {
     "study ids sharing an RO-Crate id": (
         {"studies": [Study(identifier="s 1"), Study(identifier="s_1")]},
         "would share RO-Crate ids",
-    ),
-    "person without any name": (
-        {"contacts": [Contact(target_type="investigation", email="x@y")]},
-        "neither first",
-    ),
-    "publication without title": (
-        {"publications": [Publication(target_type="investigation", doi="10.1/x")]},
-        "has no title",
     ),
     "unknown study ref": ({"assays": [Assay(identifier="a1", study_refs=["nope"])]}, "unknown study 'nope'"),
     "contact on unknown assay": (
@@ -276,18 +268,6 @@ CANNOT_TAKE: dict[str, tuple[dict[str, Any], str]] = {
             ],
         },
         "same RO-Crate node '#Sample_s_1'",
-    ),
-    "second input column": (
-        {
-            "studies": S1,
-            "annotation_tables": [
-                _table(
-                    Column(column_type="input", cells=cells("a")),
-                    Column(column_type="input", cells=cells("b")),
-                )
-            ],
-        },
-        "arctrl refused the column",
     ),
     "annotation on a free-text cell": (
         {
@@ -361,7 +341,7 @@ def test_worker_reports_bad_input_as_payload_errors(arctrl_worker: None) -> None
     assert (malformed.ok, malformed.error_code) == (False, "malformed-json")
     invalid = decode_result(build(orjson.dumps({"identifier": "x", "studies": "nope"})))
     assert invalid.error_code == "schema-violation" and "studies" in (invalid.error_message or "")
-    unmappable = decode_result(build(orjson.dumps({"identifier": "x"})))
+    unmappable = decode_result(build(orjson.dumps({"identifier": "x", "studies": [{"identifier": " "}]})))
     assert unmappable.error_code == "mapping-failed"
 
 
@@ -401,3 +381,89 @@ def test_output_is_byte_identical_across_processes() -> None:
         digests.add(done.stdout.strip())
     digests.add(hashlib.sha256(build_arc_json(rich_payload()).encode()).hexdigest())
     assert len(digests) == 1
+
+
+def test_contract_v2_values_reach_the_arc() -> None:
+    """Comments, licence, ORCID, platform accession, protocol columns, design descriptors, ontology sources."""
+    table = AnnotationTable(
+        target_type="assay",
+        target_ref="a1",
+        table_name="growth",
+        columns=[
+            Column(column_type="input", column_io_type="source_name", cells=cells("p1", "p2")),
+            Column(column_type="protocol_ref", cells=cells("grow.md", "grow.md")),
+            Column(
+                column_type="protocol_type",
+                cells=[Cell(row_index=r, annotation=OntologyAnnotation(term="growth", uri="DPBO:1")) for r in (0, 1)],
+            ),
+            Column(column_type="protocol_description", cells=cells("Grow it.", "Grow it.")),
+            Column(column_type="protocol_uri", cells=cells("https://example.org/p", "https://example.org/p")),
+            Column(column_type="protocol_version", cells=cells("2", "2")),
+            Column(column_type="parameter", column_value="Test", cells=cells("1", "2")),
+            Column(column_type="parameter", column_value="Test", cells=cells("3", "4")),
+            Column(column_type="output", column_io_type="sample_name", cells=cells("s1", "s2")),
+        ],
+    )
+    payload = minimal_payload(
+        license="CC-BY-4.0",
+        comments=[PayloadComment(name="Funding", value="DFG")],
+        studies=[
+            Study(
+                identifier="s1",
+                comments=[PayloadComment(name="Study Funding Agency", value="")],
+                design_descriptors=[oa("factorial design", "http://purl.obolibrary.org/obo/OBI_0500014")],
+            )
+        ],
+        assays=[
+            Assay(
+                identifier="a1",
+                study_refs=["s1"],
+                technology_platform=oa("HiSeq", "NCIT:C101293", "23"),
+                comments=[PayloadComment(name="note", value="n")],
+            )
+        ],
+        contacts=[
+            Contact(
+                target_type="investigation",
+                first_name="Ada",
+                last_name="Lovelace",
+                orcid="https://orcid.org/0000-0002-1825-0097",
+                comments=[PayloadComment(name="ResearcherID", value="A-1")],
+            )
+        ],
+        publications=[
+            Publication(target_type="investigation", title="P", comments=[PayloadComment(name="PMCID", value="PMC1")])
+        ],
+        annotation_tables=[table],
+    )
+    arc = ARC.from_rocrate_json_string(build_arc_json(payload))
+    assert arc.License.Content == "CC-BY-4.0"
+    assert comments(arc)["Funding"] == "DFG"
+    assert json.loads(comments(arc)["arcstream:ontology-source-references"]) == [
+        {"name": "NCIT", "version": "23"},
+        {"name": "OBI"},
+        {"name": "DPBO"},
+    ]
+    (study,) = arc.Studies
+    assert comments(study)["Study Funding Agency"] == ""
+    assert json.loads(comments(study)["arcstream:design-descriptors"]) == [
+        {"term": "factorial design", "uri": "http://purl.obolibrary.org/obo/OBI_0500014"}
+    ]
+    (assay,) = arc.Assays
+    assert comments(assay)["note"] == "n"
+    assert (assay.TechnologyPlatform.Name, assay.TechnologyPlatform.TermAccessionNumber) == ("HiSeq", "NCIT:C101293")
+    (person,) = arc.Contacts
+    assert person.ORCID == "0000-0002-1825-0097"
+    assert comments(person) == {"ResearcherID": "A-1"}
+    assert comments(arc.Publications[0]) == {"PMCID": "PMC1"}
+    (got,) = assay.Tables
+    headers = [column.header.ToString() for column in got.Columns]
+    for header in ("Protocol REF", "Protocol Type", "Protocol Description", "Protocol Uri", "Protocol Version"):
+        assert header in headers
+    by_header = {column.header.ToString(): [cell.ToString() for cell in column.cells] for column in got.Columns}
+    assert by_header["Protocol REF"] == ["grow.md", "grow.md"]
+    assert by_header["Protocol Version"] == ["2", "2"]
+    test_columns = [
+        [cell.ToString() for cell in c.cells] for c in got.Columns if c.header.ToString() == "Parameter [Test]"
+    ]
+    assert sorted(test_columns) == [["1", "2"], ["3", "4"]]  # equal headers stay two columns

@@ -43,7 +43,10 @@ def test_payloads_markers_tombstones_and_failures_flow_through(
         payload_message(good, partition=0, run_id=run),
         (b"inv-malformed", b"{not json", [], 0),
         (b"inv-invalid", orjson.dumps({"identifier": "inv-invalid", "studies": 3}), [], 0),
-        payload_message(minimal_payload("inv-unmappable", title=None), partition=0),
+        payload_message(
+            cannot_take_payload("empty study identifier").model_copy(update={"identifier": "inv-unmappable"}),
+            partition=0,
+        ),
         (b"inv-gone", None, [], 0),
         marker_message("run-end", run, 0),
         payload_message(minimal_payload("inv-other"), partition=2),

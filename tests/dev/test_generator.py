@@ -56,3 +56,27 @@ def test_profiles_have_their_shapes() -> None:
     (large,) = generate_payloads(1, 1, "large")
     assert len(large.studies) == 20 and len(large.assays) == 100
     assert {len(c.cells) for t in large.annotation_tables for c in t.columns} == {200}
+
+
+def test_contract_2_adds_the_v2_columns_to_the_same_investigations() -> None:
+    v1 = list(generate(40, seed=2, profile="small"))
+    v2 = list(generate(40, seed=2, profile="small", contract=2))
+    assert [r.investigation["identifier"] for r in v1] == [r.investigation["identifier"] for r in v2]
+    assert [len(r.studies) for r in v1] == [len(r.studies) for r in v2]
+    payloads = [r.payload() for r in v2]
+    assert all("T" in (p.submission_date or "") for p in payloads)  # dates with a time of day
+    assert all(p.comments and p.ontology_source_references for p in payloads)
+    assert any(p.license for p in payloads) and any(p.license is None for p in payloads)
+    assert all(s.comments and s.design_descriptors for p in payloads for s in p.studies)
+    assert any(not isinstance(a.technology_platform, str | None) for p in payloads for a in p.assays)
+    assert any(c.orcid for p in payloads for c in p.contacts)
+    assert all(pub.comments for p in payloads for pub in p.publications)
+    column_types = {c.column_type for p in payloads for t in p.annotation_tables for c in t.columns}
+    assert {"protocol_ref", "protocol_type", "protocol_description", "protocol_version"} <= column_types
+    # equal headers at two positions stay two columns (column_index)
+    assert all(
+        [c.column_value for c in t.columns].count("plant structure") == 2
+        for p in payloads
+        for t in p.annotation_tables
+        if t.target_type == "study"
+    )

@@ -7,6 +7,7 @@ import gc
 import json
 import weakref
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -15,9 +16,14 @@ from psycopg.rows import dict_row
 
 from services.common import metrics
 from services.common.config import Settings
+from services.dev.generator import generate, generate_payloads
+from services.dev.writer import write_rows
 from services.extractor import snapshot
 from services.extractor.snapshot import run_snapshot, shard_count
+from services.extractor.source.schema import connect
 from tests.extractor.conftest import markers_on_topic, payloads_on_topic, reports_on_topic
+
+DATA = Path(__file__).parent / "data"
 
 
 def _annotation(row: dict[str, Any], prefix: str) -> dict[str, Any] | None:
@@ -28,11 +34,23 @@ def _annotation(row: dict[str, Any], prefix: str) -> dict[str, Any] | None:
 
 
 def _date(value: Any) -> str | None:
-    return None if value is None else value.isoformat()
+    return value if value is None or isinstance(value, str) else value.isoformat()
+
+
+def _comments(row: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"name": c.get("name"), "value": c.get("value")} for c in row.get("comments") or []]
+
+
+def _terms(items: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    return [{"term": i["term"], "uri": i.get("uri"), "version": i.get("version")} for i in items or [] if i.get("term")]
 
 
 def reference_payload(conn: psycopg.Connection, identifier: str) -> dict[str, Any]:
-    """The payload of one investigation, the slow way: one query per relation, no batching."""
+    """The payload of one investigation, the slow way: one query per relation, no batching.
+
+    Contract v2 columns are read where the relations have them (``SELECT *``); without
+    them the defaults stand.
+    """
 
     def rows(relation: str, key: str = "investigation_ref") -> list[dict[str, Any]]:
         return conn.execute(f'SELECT * FROM "{relation}" WHERE {key} = %s ORDER BY 1', (identifier,)).fetchall()
@@ -46,6 +64,8 @@ def reference_payload(conn: psycopg.Connection, identifier: str) -> dict[str, An
             "description_text": row["description_text"],
             "submission_date": _date(row["submission_date"]),
             "public_release_date": _date(row["public_release_date"]),
+            "comments": _comments(row),
+            "design_descriptors": _terms(row.get("design_descriptors")),
         }
         if study not in studies:
             studies.append(study)
@@ -53,6 +73,7 @@ def reference_payload(conn: psycopg.Connection, identifier: str) -> dict[str, An
     for row in rows("vAssay"):
         ref = row["study_ref"]
         refs = json.loads(ref) if ref and ref.startswith("[") else ([ref] if ref else [])
+        platform_uri, platform_version = row.get("technology_platform_uri"), row.get("technology_platform_version")
         assay = {
             "identifier": row["identifier"],
             "study_refs": refs,
@@ -60,7 +81,10 @@ def reference_payload(conn: psycopg.Connection, identifier: str) -> dict[str, An
             "description_text": row["description_text"],
             "measurement_type": _annotation(row, "measurement_type"),
             "technology_type": _annotation(row, "technology_type"),
-            "technology_platform": row["technology_platform"],
+            "technology_platform": row["technology_platform"]
+            if platform_uri is None and platform_version is None
+            else {"term": row["technology_platform"], "uri": platform_uri, "version": platform_version},
+            "comments": _comments(row),
         }
         same = [a for a in assays if a["identifier"] == assay["identifier"]]
         if same:
@@ -84,7 +108,9 @@ def reference_payload(conn: psycopg.Connection, identifier: str) -> dict[str, An
                     "affiliation",
                 )
             },
-            "roles": [r for r in (row["roles"] or []) if r.get("term")],
+            "roles": _terms(row["roles"]),
+            "orcid": row.get("orcid"),
+            "comments": _comments(row),
         }
         for row in rows("vContact")
     ]
@@ -94,6 +120,7 @@ def reference_payload(conn: psycopg.Connection, identifier: str) -> dict[str, An
             "target_ref": row["target_ref"],
             **{key: row[key] for key in ("pubmed_id", "doi", "authors", "title")},
             "status": _annotation(row, "status"),
+            "comments": _comments(row),
         }
         for row in rows("vPublication")
     ]
@@ -116,15 +143,20 @@ def reference_payload(conn: psycopg.Connection, identifier: str) -> dict[str, An
                 "columns": [],
             }
             tables.append(table)
+        if row["column_type"] is None:
+            continue
         header = {
             "column_type": row["column_type"],
             "column_io_type": row["column_io_type"],
             "column_value": row["column_value"],
             "annotation": _annotation(row, "column_annotation"),
         }
-        column = next((c for c in table["columns"] if {k: c[k] for k in header} == header), None)
+        position = row.get("column_index")
+        column = next(
+            (c for c in table["columns"] if {k: c[k] for k in header} == header and c["position"] == position), None
+        )
         if column is None:
-            column = header | {"cells": []}
+            column = header | {"cells": [], "position": position}
             table["columns"].append(column)
         column["cells"].append(
             {
@@ -133,10 +165,14 @@ def reference_payload(conn: psycopg.Connection, identifier: str) -> dict[str, An
                 "annotation": _annotation(row, "cell_annotation"),
             }
         )
-    for roles in (c["roles"] for c in contacts):
-        for role in roles:
-            role.setdefault("uri", None)
-            role.setdefault("version", None)
+    for table in tables:
+        table["columns"].sort(key=lambda c: (c["position"] is None, c["position"] or 0))
+        for column in table["columns"]:
+            del column["position"]
+    sources = [
+        {key: source.get(key) for key in ("name", "file", "version", "description")}
+        for source in inv.get("ontology_source_references") or []
+    ]
     return {
         "schema_version": 1,
         "identifier": inv["identifier"],
@@ -144,6 +180,9 @@ def reference_payload(conn: psycopg.Connection, identifier: str) -> dict[str, An
         "description_text": inv["description_text"],
         "submission_date": _date(inv["submission_date"]),
         "public_release_date": _date(inv["public_release_date"]),
+        "comments": _comments(inv),
+        "license": inv.get("license"),
+        "ontology_source_references": sources,
         "studies": studies,
         "assays": assays,
         "contacts": contacts,
@@ -152,10 +191,15 @@ def reference_payload(conn: psycopg.Connection, identifier: str) -> dict[str, An
     }
 
 
+@pytest.mark.parametrize("contract", [1, 2])
 def test_snapshot_publishes_each_investigation_as_the_reference_query_sees_it(
-    fill_source: Callable[..., int], settings: Settings, database_url: str, monkeypatch: pytest.MonkeyPatch
+    fill_source: Callable[..., int],
+    settings: Settings,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    contract: int,
 ) -> None:
-    fill_source(500, seed=7, profile="small")
+    fill_source(rows=generate(500, 7, "small", contract))
     monkeypatch.setattr(snapshot, "MIN_INVESTIGATIONS_PER_SHARD", 100)  # two shard processes for 500
     extracted_before = metrics.MESSAGES_IN.labels(stage="extract")._value.get()
     summary = asyncio.run(run_snapshot(settings, progress=False, workers=2))
@@ -168,6 +212,25 @@ def test_snapshot_publishes_each_investigation_as_the_reference_query_sees_it(
     with psycopg.connect(database_url, row_factory=dict_row) as conn:
         for identifier, payload in published.items():
             assert payload == reference_payload(conn, identifier), identifier
+
+
+def test_a_v1_database_keeps_working_with_the_payloads_it_always_gave(settings: Settings, database_url: str) -> None:
+    """The six relations exactly as contract v1 defined them (date columns, no v2 column)."""
+
+    async def fill() -> None:
+        conn = await connect(database_url)
+        try:
+            await conn.execute((DATA / "source_contract_v1.sql").read_text(encoding="utf-8").encode())
+            await conn.commit()
+            await write_rows(conn, generate(60, 7, "small"))
+        finally:
+            await conn.close()
+
+    asyncio.run(fill())
+    summary = asyncio.run(run_snapshot(settings, progress=False))
+    assert summary.published == 60 and summary.failed == 0
+    published = payloads_on_topic(settings)
+    assert published == {p.identifier: p.model_dump(mode="json") for p in generate_payloads(60, 7, "small")}
 
 
 def test_run_markers_frame_the_run_on_every_partition(fill_source: Callable[..., int], settings: Settings) -> None:
@@ -209,7 +272,8 @@ def _statements(settings: Settings) -> int:
 def test_statements_grow_with_batches_not_investigations(
     fill_source: Callable[..., int], make_settings: Callable[..., Settings]
 ) -> None:
-    fill_source(120, seed=5)
+    """Also with every contract v2 column present and filled: v2 costs no query of its own."""
+    fill_source(rows=generate(120, 5, "small", contract=2))
     one_batch = _statements(make_settings(db_batch_size=120))
     twelve_batches = _statements(make_settings(db_batch_size=10))
     six_batches = _statements(make_settings(db_batch_size=20))

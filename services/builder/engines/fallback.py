@@ -1,9 +1,11 @@
-"""How an engine tells the worker that the reference engine built (or refused) a payload instead.
+"""What an engine hands the worker besides the JSON: warnings, and whether the reference engine built it.
 
-The fast engine hands payloads it cannot reproduce exactly to arctrl. The
-worker reports that per payload (``engine = "arctrl-fallback"`` in the report
-and ARC header) and the service counts it, so the result types carry the
-reason code across the engine interface without changing what it returns.
+Engines return ARC JSON as a string. :class:`BuiltArc` carries the warnings of
+the builder's decisions (:mod:`services.builder.decisions`) along with it;
+:class:`FallbackArc` marks ARC JSON the fast engine handed to arctrl (the worker
+reports ``engine = "arctrl-fallback"`` and the service counts the reason). So
+the result types carry these across the engine interface without changing what
+it returns: any string is still a valid result.
 """
 
 from __future__ import annotations
@@ -14,15 +16,32 @@ from services.common.errors import MappingError
 FALLBACK_ENGINE = "arctrl-fallback"
 
 
-class FallbackArc(str):
+class BuiltArc(str):
+    """ARC JSON with the warnings about values that did not reach it as the source gave them."""
+
+    warnings: tuple[str, ...]
+
+    def __new__(cls, text: str, warnings: tuple[str, ...] = ()) -> BuiltArc:
+        arc = super().__new__(cls, text)
+        arc.warnings = warnings
+        return arc
+
+
+class FallbackArc(BuiltArc):
     """ARC JSON produced by the reference engine on another engine's behalf."""
 
     reason: str
 
-    def __new__(cls, text: str, reason: str) -> FallbackArc:
-        arc = super().__new__(cls, text)
+    def __new__(cls, text: str, reason: str, warnings: tuple[str, ...] = ()) -> FallbackArc:
+        arc = str.__new__(cls, text)
+        arc.warnings = warnings
         arc.reason = reason
         return arc
+
+
+def warnings_of(arc_json: str) -> tuple[str, ...]:
+    """The warnings an engine attached to its result (none for a plain string)."""
+    return arc_json.warnings if isinstance(arc_json, BuiltArc) else ()
 
 
 class FallbackMappingError(MappingError):

@@ -19,8 +19,8 @@ from psycopg import sql
 from psycopg.rows import dict_row, tuple_row
 
 from services.common.payload import encode_document
-from services.extractor.source.assemble import AssemblyError, assemble
-from services.extractor.source.schema import CHILD_RELATIONS, CONTRACT
+from services.extractor.source.assemble import AssemblyError, CellLayout, assemble
+from services.extractor.source.schema import CHILD_RELATIONS, CONTRACT, selected_columns
 
 Row = Mapping[str, Any]
 #: The relation with one row per annotation table cell.
@@ -38,23 +38,28 @@ class LoadResult:
     error: str | None = None
 
 
-def relation_query(relation: str, ordered_by_id: bool, where: str) -> sql.Composed:
-    """``SELECT <contract columns> FROM "<relation>" WHERE <where> [ORDER BY id]``."""
+def relation_query(
+    relation: str, ordered_by_id: bool, where: str, columns: Sequence[str] | None = None
+) -> sql.Composed:
+    """``SELECT <columns> FROM "<relation>" WHERE <where> [ORDER BY id]`` (default: the v1 contract columns)."""
     order = (
         sql.SQL(" ORDER BY {}, {}").format(sql.Identifier(where), sql.Identifier("id"))
         if ordered_by_id
         else sql.SQL("")
     )
     return sql.SQL("SELECT {cols} FROM {rel} WHERE {key} = ANY(%s){order}").format(
-        cols=sql.SQL(", ").join(sql.Identifier(name) for name in CONTRACT[relation]),
+        cols=sql.SQL(", ").join(sql.Identifier(name) for name in (columns or CONTRACT[relation])),
         rel=sql.Identifier(relation),
         key=sql.Identifier(where),
         order=order,
     )
 
 
-def investigation_query(shard: int = 0, shards: int = 1) -> sql.Composed:
-    """Investigations in identifier order; with ``shards`` > 1 only those whose identifier hashes to ``shard``."""
+def investigation_query(shard: int = 0, shards: int = 1, columns: Sequence[str] | None = None) -> sql.Composed:
+    """Investigations in identifier order; with ``shards`` > 1 only those whose identifier hashes to ``shard``.
+
+    ``columns`` defaults to the v1 contract columns (pass :meth:`PayloadLoader.investigation_columns`).
+    """
     where = (
         sql.SQL(" WHERE ((hashtext(identifier) % {n}) + {n}) % {n} = {i}").format(
             n=sql.Literal(shards), i=sql.Literal(shard)
@@ -63,7 +68,7 @@ def investigation_query(shard: int = 0, shards: int = 1) -> sql.Composed:
         else sql.SQL("")
     )
     return sql.SQL("SELECT {cols} FROM {rel}{where} ORDER BY identifier").format(
-        cols=sql.SQL(", ").join(sql.Identifier(name) for name in CONTRACT["vInvestigation"]),
+        cols=sql.SQL(", ").join(sql.Identifier(name) for name in (columns or CONTRACT["vInvestigation"])),
         rel=sql.Identifier("vInvestigation"),
         where=where,
     )
@@ -73,15 +78,24 @@ class PayloadLoader:
     """Loads children for batches of investigation rows and assembles payloads.
 
     ``columns`` (from :func:`check_source_contract`) tells which relations have
-    a surrogate ``id`` to order rows by; without one, the database's order is used.
+    a surrogate ``id`` to order rows by (without one, the database's order is
+    used) and which optional contract v2 columns to read: the queries are
+    fixed here, once, so v2 costs no query of its own.
     """
 
     def __init__(self, columns: Mapping[str, set[str]]) -> None:
         self._child_queries = {
-            relation: relation_query(relation, "id" in columns.get(relation, set()), "investigation_ref")
+            relation: relation_query(
+                relation,
+                "id" in columns.get(relation, set()),
+                "investigation_ref",
+                selected_columns(relation, columns),
+            )
             for relation in CHILD_RELATIONS
         }
-        self._by_identifier = relation_query("vInvestigation", False, "identifier")
+        self.investigation_columns = selected_columns("vInvestigation", columns)
+        self._by_identifier = relation_query("vInvestigation", False, "identifier", self.investigation_columns)
+        self._cells = CellLayout(column_index="column_index" in columns.get(CELLS, set()))
 
     async def fetch_children(self, conn: psycopg.AsyncConnection, identifiers: Sequence[str]) -> Children:
         """Child rows of these investigations, one query per relation, grouped by investigation.
@@ -112,8 +126,7 @@ class PayloadLoader:
             await cells.close()
         return children
 
-    @staticmethod
-    def assemble_batch(investigations: Sequence[Row], children: Children) -> list[LoadResult]:
+    def assemble_batch(self, investigations: Sequence[Row], children: Children) -> list[LoadResult]:
         """Payloads (or reasons) for investigation rows whose children were fetched."""
         results = []
         for row in investigations:
@@ -126,6 +139,7 @@ class PayloadLoader:
                     contacts=children["vContact"].get(identifier, ()),
                     publications=children["vPublication"].get(identifier, ()),
                     annotation_cells=children[CELLS].get(identifier, ()),
+                    cell_layout=self._cells,
                 )
             except AssemblyError as exc:
                 results.append(LoadResult(identifier, error=str(exc)))

@@ -1,12 +1,17 @@
 """The source contract: six relations, their columns, and connecting to the database.
 
 Relation and column names are the upstream SQL-to-ARC converter's, so an
-existing provider's views plug in unchanged. ``check_source_contract`` fails
-fast (one line naming what is missing) before any work starts.
+existing provider's views plug in unchanged (contract v1, :data:`CONTRACT`).
+Contract v2 adds optional columns (:data:`OPTIONAL_COLUMNS`, docs/contract.md):
+``check_source_contract`` finds them with the same catalogue query that checks
+the required ones, so a source that has them gets them read and one that has
+not keeps working unchanged, with no extra query. It fails fast (one line
+naming what is missing) before any work starts.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import orjson
@@ -88,7 +93,42 @@ CONTRACT: dict[str, tuple[str, ...]] = {
     ),
 }
 
+#: Contract v2: optional columns, read when the relation has them (docs/contract.md says what each holds).
+#: JSON columns accept ``json``/``jsonb`` or JSON text.
+OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {
+    "vInvestigation": ("comments", "license", "ontology_source_references"),
+    "vStudy": ("comments", "design_descriptors"),
+    "vAssay": ("comments", "technology_platform_uri", "technology_platform_version"),
+    "vContact": ("orcid", "comments"),
+    "vPublication": ("comments",),
+    # column_index goes right after the column's own fields: loader and assembly rely on that order.
+    "vAnnotationTable": ("column_index",),
+}
+
 CHILD_RELATIONS = ("vStudy", "vAssay", "vContact", "vPublication", "vAnnotationTable")
+
+
+def selected_columns(relation: str, found: Mapping[str, set[str]]) -> tuple[str, ...]:
+    """The columns read from ``relation``: the required ones, then the optional ones it has.
+
+    In ``vAnnotationTable`` the optional ``column_index`` is placed before ``row_index``
+    so that a cell row reads: investigation, table and column fields, then the cell.
+    """
+    present = [name for name in OPTIONAL_COLUMNS.get(relation, ()) if name in found.get(relation, set())]
+    required = CONTRACT[relation]
+    if relation == "vAnnotationTable" and present:
+        cell_start = required.index("row_index")
+        return (*required[:cell_start], *present, *required[cell_start:])
+    return (*required, *present)
+
+
+def optional_columns_found(found: Mapping[str, set[str]]) -> dict[str, list[str]]:
+    """Contract v2 columns the source has, per relation (for the start-up log)."""
+    return {
+        relation: [name for name in names if name in found.get(relation, set())]
+        for relation, names in OPTIONAL_COLUMNS.items()
+        if any(name in found.get(relation, set()) for name in names)
+    }
 
 
 async def connect(database_url: str, **kwargs: object) -> psycopg.AsyncConnection:
@@ -110,7 +150,7 @@ async def connect(database_url: str, **kwargs: object) -> psycopg.AsyncConnectio
 
 
 async def ensure_source_schema(conn: psycopg.AsyncConnection) -> None:
-    """Create the six relations from ``schemas/source/`` where they are absent."""
+    """Create the six relations (with the v2 columns) from ``schemas/source/`` where they are absent."""
     await conn.execute(DDL_FILE.read_text(encoding="utf-8").encode())
 
 

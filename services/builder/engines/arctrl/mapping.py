@@ -1,7 +1,11 @@
-"""Payload -> arctrl ``ARC``: everything the six source relations say reaches the ARC.
+"""Payload -> arctrl ``ARC``: everything the source relations say reaches the ARC.
 
-Decisions for values arctrl cannot take (see docs/builder.md for the full list):
-study/assay identifiers arctrl refuses are encoded reversibly
+The payload comes from :func:`services.builder.decisions.prepare`, which made
+the decisions for real-data values (untitled investigations and publications,
+nameless contacts and comments, invalid ORCIDs, repeated single-use columns)
+and added the ``arcstream:`` comments for what arctrl's RO-Crate writer drops.
+Decisions taken here (see docs/builder.md for the full list): study/assay
+identifiers arctrl refuses are encoded reversibly
 (:mod:`services.builder.identifiers`); a missing first name becomes an empty
 given name (a known real-data quirk); everything arctrl would refuse or
 silently merge, and every dangling reference, raises :class:`MappingError`
@@ -12,13 +16,16 @@ from __future__ import annotations
 
 import orjson
 from arctrl import ARC, ArcAssay, ArcInvestigation, ArcStudy, Comment, Person, Publication
+from arctrl import OntologyAnnotation as ArcOntologyAnnotation
 from arctrl.py.Core.ontology_source_reference import OntologySourceReference
+from arctrl.py.license import License
 
-from services.builder.accessions import term_source
+from services.builder.decisions import ontology_sources
 from services.builder.engines.arctrl.ontology import named, term, to_arctrl
 from services.builder.engines.arctrl.tables import NodeNames, build_table
 from services.builder.identifiers import ORIGINAL_IDENTIFIER_COMMENT, encode_identifier
 from services.common.errors import MappingError
+from services.common.payload import Comment as PayloadComment
 from services.common.payload import Contact, InvestigationPayload, OntologyAnnotation
 from services.common.payload import Publication as PayloadPublication
 
@@ -46,13 +53,19 @@ def _identifier_map(identifiers: list[str], what: str) -> dict[str, str]:
     return mapping
 
 
-def _comments(original: str, encoded: str, studies: list[str] | None = None) -> list[Comment] | None:
-    """The original identifier of an encoded study/assay, and an assay's study registrations.
+def _source_comments(comments: list[PayloadComment]) -> list[Comment]:
+    return [Comment(name=comment.name, value=comment.value) for comment in comments]
+
+
+def _comments(
+    source: list[PayloadComment], original: str, encoded: str, studies: list[str] | None = None
+) -> list[Comment] | None:
+    """The source's comments, the original identifier of an encoded study/assay, an assay's study registrations.
 
     arctrl 3.2.3's RO-Crate writer drops the assay -> study registration, so it
     is also written as a comment holding a JSON array of study identifiers.
     """
-    comments = []
+    comments = _source_comments(source)
     if original != encoded:
         comments.append(Comment(name=ORIGINAL_IDENTIFIER_COMMENT, value=original))
     if studies:
@@ -61,9 +74,10 @@ def _comments(original: str, encoded: str, studies: list[str] | None = None) -> 
 
 
 def _person(contact: Contact, where: str) -> Person:
-    if not (contact.first_name or "").strip() and not (contact.last_name or "").strip():
+    if not (contact.first_name or "").strip() and not (contact.last_name or "").strip() and contact.orcid is None:
         raise MappingError(f"contact on {where} has neither first nor last name")
     return Person(
+        orcid=contact.orcid,
         last_name=contact.last_name,
         first_name=contact.first_name or "",
         mid_initials=contact.mid_initials,
@@ -73,6 +87,7 @@ def _person(contact: Contact, where: str) -> Person:
         address=contact.postal_address,
         affiliation=contact.affiliation,
         roles=[term(role) for role in contact.roles],
+        comments=_source_comments(contact.comments) or None,
     )
 
 
@@ -87,35 +102,29 @@ def _publication(publication: PayloadPublication, where: str) -> Publication:
         authors=publication.authors,
         title=publication.title,
         status=to_arctrl(publication.status),
+        comments=_source_comments(publication.comments) or None,
     )
 
 
-def _annotations(payload: InvestigationPayload) -> list[OntologyAnnotation]:
-    found: list[OntologyAnnotation] = []
-    for assay in payload.assays:
-        found += [a for a in (assay.measurement_type, assay.technology_type) if a is not None]
-    for contact in payload.contacts:
-        found += contact.roles
-    found += [p.status for p in payload.publications if p.status is not None]
-    for table in payload.annotation_tables:
-        for column in table.columns:
-            found += [column.annotation] if column.annotation else []
-            found += [cell.annotation for cell in column.cells if cell.annotation is not None]
-    return found
-
-
 def _source_references(payload: InvestigationPayload) -> list[OntologySourceReference]:
-    """One reference per (term source, version) met, in order of first use, so versions are kept."""
-    seen: dict[tuple[str, str | None], None] = {}
-    for annotation in _annotations(payload):
-        source = term_source(annotation.uri)
-        if source is not None:
-            seen.setdefault((source, annotation.version), None)
-    return [OntologySourceReference(name=name, version=version) for name, version in seen]
+    """The explicit references, then one per (term source, version) met, so versions are kept in the model."""
+    return [
+        OntologySourceReference(
+            name=source.name, file=source.file, version=source.version, description=source.description
+        )
+        for source in ontology_sources(payload)
+    ]
+
+
+def _platform(platform: str | OntologyAnnotation | None) -> ArcOntologyAnnotation | None:
+    """The technology platform: a name (contract v1) or an ontology annotation (v2); empty means none."""
+    if isinstance(platform, OntologyAnnotation):
+        return term(platform)
+    return named(platform) if platform else None
 
 
 def build_arc(payload: InvestigationPayload) -> ARC:
-    """The arctrl ARC for one payload; raises :class:`MappingError` for what it cannot take."""
+    """The arctrl ARC for a prepared payload; raises :class:`MappingError` for what it cannot take."""
     if not payload.identifier.strip():
         raise MappingError("investigation has an empty identifier")
     if not (payload.title or "").strip():
@@ -130,8 +139,10 @@ def build_arc(payload: InvestigationPayload) -> ARC:
         submission_date=payload.submission_date,
         public_release_date=payload.public_release_date,
         ontology_source_references=_source_references(payload),
+        comments=_source_comments(payload.comments) or None,
     )
-    arc = ARC.from_arc_investigation(investigation)
+    license = None if payload.license is None else License(content_type="fulltext", content=payload.license)
+    arc = ARC.from_arc_investigation(investigation, license=license)
     studies: dict[str, ArcStudy] = {}
     for study in payload.studies:
         encoded = study_ids[study.identifier]
@@ -141,7 +152,8 @@ def build_arc(payload: InvestigationPayload) -> ARC:
             description=study.description_text,
             submission_date=study.submission_date,
             public_release_date=study.public_release_date,
-            comments=_comments(study.identifier, encoded),
+            study_design_descriptors=[term(d) for d in study.design_descriptors] or None,
+            comments=_comments(study.comments, study.identifier, encoded),
         )
         arc.AddRegisteredStudy(studies[study.identifier])
     assays: dict[str, ArcAssay] = {}
@@ -157,8 +169,8 @@ def build_arc(payload: InvestigationPayload) -> ARC:
             description=assay.description_text,
             measurement_type=to_arctrl(assay.measurement_type),
             technology_type=to_arctrl(assay.technology_type),
-            technology_platform=named(assay.technology_platform) if assay.technology_platform else None,
-            comments=_comments(assay.identifier, encoded, registered),
+            technology_platform=_platform(assay.technology_platform),
+            comments=_comments(assay.comments, assay.identifier, encoded, registered),
         )
         arc.AddAssay(assays[assay.identifier])
         for ref in assay.study_refs:

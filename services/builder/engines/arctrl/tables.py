@@ -6,11 +6,16 @@ annotation (the term names the header, the URI is its accession); comment uses
 ``sample_name``, ``material_name``, ``data``; none given means Source Name for
 an input and Sample Name for an output, as upstream); performer is plain; date
 becomes the comment column :data:`DATE_COMMENT` because arctrl's RO-Crate
-writer silently drops Date columns. Cells of term columns become terms (an annotation whose term equals the
+writer silently drops Date columns; the ISA protocol columns (contract v2) are
+arctrl's Protocol REF / Type / Description / Uri / Version. Cells of term
+columns (and Protocol Type) become terms (an annotation whose term equals the
 value, or a bare value as a free-text term) or unitized values (a value plus a
-different annotation, the unit); data columns get data cells; everything else
-free text. Whatever arctrl would refuse or silently merge raises
-:class:`MappingError` naming the table, column and row.
+different annotation, the unit; an empty value is a unit without value); data
+columns get data cells; everything else free text. Equal headers at two
+positions are two columns (arctrl allows that for all but single-use columns,
+which the builder's decisions have already turned into comment columns).
+Whatever arctrl would refuse or silently merge raises :class:`MappingError`
+naming the table, column and row.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from dataclasses import dataclass, field
 
 from arctrl import ArcTable, CompositeCell, CompositeHeader, IOType
 
+from services.builder.decisions import DATE_COMMENT
 from services.builder.engines.arctrl.ontology import named, term, to_arctrl
 from services.common.errors import MappingError
 from services.common.payload import AnnotationTable, Cell, Column
@@ -30,6 +36,14 @@ _TERM_COLUMNS: dict[str, Callable[..., CompositeHeader]] = {
     "parameter": CompositeHeader.parameter,
     "component": CompositeHeader.component,
 }
+#: Protocol columns without header annotation; Protocol Type holds terms, the others free text.
+_PROTOCOL_COLUMNS: dict[str, Callable[[], CompositeHeader]] = {
+    "protocol_ref": CompositeHeader.protocol_ref,
+    "protocol_type": CompositeHeader.protocol_type,
+    "protocol_description": CompositeHeader.protocol_description,
+    "protocol_uri": CompositeHeader.protocol_uri,
+    "protocol_version": CompositeHeader.protocol_version,
+}
 _IO_TYPES: dict[str, Callable[[], IOType]] = {
     "source_name": IOType.source,
     "sample_name": IOType.sample,
@@ -39,8 +53,6 @@ _IO_TYPES: dict[str, Callable[[], IOType]] = {
 #: RO-Crate ``@id`` prefix arctrl gives the node of an input/output name, per io type.
 _NODE_KIND = {"source_name": "Source", "sample_name": "Sample", "material_name": "Material"}
 _DEFAULT_IO = {"input": "source_name", "output": "sample_name"}
-#: arctrl 3.2.3's RO-Crate writer drops ``Date`` columns, so dates travel as a comment column of this name.
-DATE_COMMENT = "arcstream:date"
 
 
 @dataclass
@@ -105,6 +117,8 @@ def _header(column: Column, label: str) -> tuple[CompositeHeader, str | None]:
         return header, io_type
     if kind == "date":
         return CompositeHeader.comment(DATE_COMMENT), None
+    if kind in _PROTOCOL_COLUMNS:
+        return _PROTOCOL_COLUMNS[kind](), None
     return CompositeHeader.performer(), None
 
 
@@ -144,7 +158,7 @@ def build_table(table: AnnotationTable, nodes: NodeNames) -> ArcTable:
         label = _column_label(table, index, column)
         header, io_type = _header(column, label)
         by_row = _cells_by_row(column, label)
-        if column.column_type in _TERM_COLUMNS:
+        if column.column_type in _TERM_COLUMNS or column.column_type == "protocol_type":
             cells = [_term_cell(by_row.get(row)) for row in range(rows)]
         else:
             cells = [_plain_cell(by_row.get(row), label, data=io_type == "data") for row in range(rows)]

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import orjson
 
-from services.builder.engines.fallback import FallbackArc, FallbackMappingError
+from services.builder.decisions import prepare
+from services.builder.engines.fallback import BuiltArc, FallbackArc, FallbackMappingError, warnings_of
 from services.builder.engines.fast.document import rocrate
 from services.builder.engines.fast.support import Unsupported, check
 from services.common.errors import MappingError
@@ -21,19 +22,25 @@ from services.common.payload import InvestigationPayload
 
 
 def build_arc_json(payload: InvestigationPayload) -> str:
-    """RO-Crate JSON-LD for one payload; a :class:`FallbackArc` when arctrl had to build it."""
+    """RO-Crate JSON-LD for one payload; a :class:`FallbackArc` when arctrl had to build it.
+
+    Both engines apply the builder's decisions (:func:`prepare`) to the payload as
+    given, so the fallback hands arctrl the original payload, not the prepared one.
+    """
+    prepared = prepare(payload)
     try:
-        plan = check(payload)
+        plan = check(prepared.payload)
     except Unsupported as unsupported:
         return _fallback(payload, str(unsupported))
-    return orjson.dumps(rocrate(payload, plan)).decode("utf-8")
+    return BuiltArc(orjson.dumps(rocrate(prepared.payload, plan)).decode("utf-8"), prepared.warnings)
 
 
 def _fallback(payload: InvestigationPayload, reason: str) -> str:
     from services.builder.engines.arctrl import build_arc_json as reference
 
     try:
-        return FallbackArc(reference(payload), reason)
+        arc = reference(payload)
+        return FallbackArc(arc, reason, warnings_of(arc))
     except MappingError as exc:
         raise FallbackMappingError(str(exc), reason) from exc
     except Exception as exc:  # arctrl's plain exceptions, worded as the worker words them for any engine

@@ -1,28 +1,63 @@
 """Contacts, performers and publications as arctrl writes them.
 
-Person ids are ``#Person_<given>_<family>`` with spaces replaced, so two
-contacts with the same names are one node (merged in the graph, as in arctrl).
-No payload carries an ORCID, so arctrl's per-study / per-assay person lookup
-(which only fills in ORCIDs) never changes the output and is skipped here.
+Person ids are the ORCID URL when the person has an ORCID, else
+``#Person_<given>_<family>`` with spaces replaced, so two contacts with the
+same names are one node (merged in the graph, as in arctrl). A contact without
+an ORCID takes the ORCID of the first person with the same first and last name
+in arctrl's ``GetAllPersons`` order (assay performers, study contacts,
+investigation contacts) - which may be the contact itself, without one
+(:class:`OrcidLookup`).
 """
 
 from __future__ import annotations
 
+from services.builder.decisions import orcid_number
 from services.builder.engines.fast.graph import Node, put
-from services.builder.engines.fast.terms import annotation_term
-from services.common.payload import Contact, Publication
+from services.builder.engines.fast.terms import annotation_term, comment, comment_text
+from services.common.payload import Contact, InvestigationPayload, Publication
 
 #: Identifier property ids arctrl gives publication DOIs and PubMed ids.
 DOI_PROPERTY = "http://purl.obolibrary.org/obo/OBI_0002110"
 PUBMED_PROPERTY = "http://purl.obolibrary.org/obo/OBI_0001617"
+ORCID_URL = "http://orcid.org/"
 
 
-def person(contact: Contact) -> Node:
+class OrcidLookup:
+    """arctrl's ORCID for a contact: its own, else that of the first same-named person in ``GetAllPersons``."""
+
+    def __init__(self, payload: InvestigationPayload) -> None:
+        self._by_name: dict[tuple[str, str | None], str | None] = {}
+        if not any(contact.orcid for contact in payload.contacts):
+            return
+        owners = (
+            *(("assay", assay.identifier) for assay in payload.assays),
+            *(("study", study.identifier) for study in payload.studies),
+        )
+        ordered = [
+            contact
+            for kind, identifier in owners
+            for contact in payload.contacts
+            if contact.target_type == kind and contact.target_ref == identifier
+        ]
+        ordered += [contact for contact in payload.contacts if contact.target_type == "investigation"]
+        for contact in ordered:
+            self._by_name.setdefault((contact.first_name or "", contact.last_name), orcid_number(contact.orcid))
+
+    def orcid(self, contact: Contact) -> str | None:
+        own = orcid_number(contact.orcid)
+        return own if own is not None else self._by_name.get((contact.first_name or "", contact.last_name))
+
+
+def person(contact: Contact, orcids: OrcidLookup) -> Node:
     """``PersonConversion.composePerson`` for a payload contact (missing first name -> "")."""
     given = contact.first_name or ""
     family = contact.last_name
-    ident = f"#Person_{given}" if family is None else f"#Person_{given}_{family}"
-    node: Node = {"@id": ident.replace(" ", "_"), "@type": "Person", "givenName": given}
+    orcid = orcids.orcid(contact)
+    if orcid is not None:
+        ident = ORCID_URL + orcid
+    else:
+        ident = (f"#Person_{given}" if family is None else f"#Person_{given}_{family}").replace(" ", "_")
+    node: Node = {"@id": ident, "@type": "Person", "givenName": given}
     if contact.affiliation is not None:
         organization: Node = {
             "@id": f"#Organization_{contact.affiliation}".replace(" ", "_"),
@@ -36,6 +71,8 @@ def person(contact: Contact) -> Node:
         node["jobTitle"] = [annotation_term(role) for role in contact.roles]
     put(node, "additionalName", contact.mid_initials)
     put(node, "address", contact.postal_address)
+    if contact.comments:
+        node["disambiguatingDescription"] = [comment_text(c.name or "", c.value) for c in contact.comments]
     put(node, "faxNumber", contact.fax)
     put(node, "telephone", contact.phone)
     return node
@@ -66,4 +103,6 @@ def publication(item: Publication) -> Node:
         ]
     if item.status is not None:
         node["creativeWorkStatus"] = annotation_term(item.status)
+    if item.comments:
+        node["comment"] = [comment(c.name or "", c.value) for c in item.comments]
     return node

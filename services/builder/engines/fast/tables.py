@@ -14,12 +14,14 @@ owner's folder (``assays/<id>/dataset/``, ``studies/<id>/resources/``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from services.builder.decisions import DATE_COMMENT
 from services.builder.engines.fast.graph import Node, put
 from services.builder.engines.fast.persons import performer
-from services.builder.engines.fast.terms import comment_text, has_tan_info, property_value, tan_url
+from services.builder.engines.fast.terms import comment_text, defined_term, has_tan_info, property_value, tan_url
 from services.common.payload import AnnotationTable, Cell, Column
 
 #: Column type -> arctrl property value kind; these are arctrl's "CvParam" columns, counted by ``columnIndex``.
@@ -32,10 +34,14 @@ TERM_KINDS = {
 #: io type -> (RO-Crate id prefix, additionalType) of an input/output name node.
 SAMPLE_KINDS = {"source_name": "Source", "sample_name": "Sample", "material_name": "Material"}
 DEFAULT_IO = {"input": "source_name", "output": "sample_name"}
-#: Comment column name carrying a date column (same value as services.builder.engines.arctrl.tables.DATE_COMMENT).
-DATE_COMMENT = "arcstream:date"
 #: Folder data file names are relative to, per owner kind.
 DATA_FOLDERS = {"assay": "assays/{}/dataset/", "study": "studies/{}/resources/"}
+#: Data paths arctrl leaves as they are: ARC folders and URLs ...
+KEPT_PREFIXES = ("assays/", "studies/", "workflows/", "runs/", "http:", "https:")
+#: ... and files at the ARC's root (``LICENSE`` too when the ARC has a licence: :mod:`support` sends that to arctrl).
+ROOT_FILES = frozenset({"isa.investigation.xlsx"})
+#: Protocol columns with free-text cells, by the protocol property they fill.
+PROTOCOL_TEXT = {"protocol_ref": "name", "protocol_description": "description", "protocol_uri": "url"}
 
 
 def data_path(value: str, folder: str) -> str:
@@ -43,6 +49,8 @@ def data_path(value: str, folder: str) -> str:
     path = value.lstrip("/")
     if path.startswith("./"):
         path = path[2:]
+    if path.startswith(KEPT_PREFIXES) or path in ROOT_FILES:
+        return path
     return folder + path.lstrip("/")
 
 
@@ -82,6 +90,15 @@ def _term_value(term: _Term, cell: Cell | None) -> Node:
     node = property_value(term.kind, term.name, value, term.property_id, unit_code, unit_text, reference)
     node["columnIndex"] = term.index
     return node
+
+
+def _protocol_type(cell: Cell | None) -> Node:
+    """The ``intendedUse`` term of a Protocol Type cell (as the reference mapping builds the term cell)."""
+    if cell is None or (cell.value is None and cell.annotation is None):
+        return defined_term("", None)
+    if cell.annotation is None:
+        return defined_term(cell.value or "", None)
+    return defined_term(cell.annotation.term, cell.annotation.uri)
 
 
 class _Io:
@@ -148,7 +165,6 @@ def table_processes(table: AnnotationTable, owner_id: str, files: DataFiles) -> 
     folder = DATA_FOLDERS[table.target_type].format(owner_id)
     tag = "A" if table.target_type == "assay" else "S"
     id_root = f"#Process_{tag}_{owner_id}_{name}".replace(" ", "_")
-    protocol_id = f"#Protocol_{name}".replace(" ", "_")
 
     by_row = [{cell.row_index: cell for cell in column.cells} for column in table.columns]
     chars: list[tuple[int, _Term]] = []
@@ -160,6 +176,9 @@ def table_processes(table: AnnotationTable, owner_id: str, files: DataFiles) -> 
     inputs: tuple[int, _Io] | None = None
     outputs: tuple[int, _Io] | None = None
     agent: int | None = None
+    protocol_text: dict[str, int] = {}
+    protocol_type: int | None = None
+    version: int | None = None
     term_index = 0
     for position, column in enumerate(table.columns):
         kind = column.column_type
@@ -174,8 +193,17 @@ def table_processes(table: AnnotationTable, owner_id: str, files: DataFiles) -> 
             inputs = (position, _Io(column, kind, folder))
         elif kind == "output":
             outputs = (position, _Io(column, kind, folder))
+        elif kind in PROTOCOL_TEXT:
+            protocol_text.setdefault(PROTOCOL_TEXT[kind], position)
+        elif kind == "protocol_type":
+            protocol_type = position if protocol_type is None else protocol_type
+        elif kind == "protocol_version":
+            version = position if version is None else version
         elif agent is None:
             agent = position
+
+    has_protocol_columns = bool(protocol_text) or protocol_type is not None or version is not None
+    protocol_id = f"#Protocol_{name}".replace(" ", "_")
 
     def text(position: int, row: int) -> str:
         cell = by_row[position].get(row)
@@ -187,9 +215,13 @@ def table_processes(table: AnnotationTable, owner_id: str, files: DataFiles) -> 
         row_factors = [_term_value(term, by_row[pos].get(row)) for pos, term in factors]
         objects = _io_nodes(inputs, row, by_row, row_chars, f"{name}_Input_{row}")
         results = _io_nodes(outputs, row, by_row, row_factors, f"{name}_Output_{row}")
-        protocol: Node = {"@id": protocol_id, "@type": "LabProtocol"}
-        if components:
-            protocol["labEquipment"] = [_term_value(term, by_row[pos].get(row)) for pos, term in components]
+        if has_protocol_columns:
+            equipment = [_term_value(term, by_row[pos].get(row)) for pos, term in components] or None
+            protocol = _protocol(protocol_text, protocol_type, version, row, name, text, by_row, equipment)
+        else:  # the common case, kept cheap: one protocol per table
+            protocol = {"@id": protocol_id, "@type": "LabProtocol"}
+            if components:
+                protocol["labEquipment"] = [_term_value(term, by_row[pos].get(row)) for pos, term in components]
         process: Node = {"@id": f"{id_root}_{row}", "@type": "LabProcess", "name": f"{name}_{row}"}
         if agent is not None:
             process["agent"] = performer(text(agent, row))
@@ -203,6 +235,32 @@ def table_processes(table: AnnotationTable, owner_id: str, files: DataFiles) -> 
             files.add(node)
         processes.append(process)
     return processes
+
+
+def _protocol(
+    protocol_text: dict[str, int],
+    protocol_type: int | None,
+    version: int | None,
+    row: int,
+    table_name: str,
+    text: Callable[[int, int], str],
+    by_row: list[dict[int, Cell]],
+    equipment: list[Node] | None,
+) -> Node:
+    """``LDLabProtocol.create`` for one row: the id from its Protocol REF, then the properties in arctrl's order."""
+    values = {prop: text(position, row) for prop, position in protocol_text.items()}
+    ref = values.get("name")
+    protocol_id = "_".join(["#Protocol", *([ref] if ref is not None else []), table_name]).replace(" ", "_")
+    protocol: Node = {"@id": protocol_id, "@type": "LabProtocol"}
+    put(protocol, "name", ref)
+    put(protocol, "description", values.get("description"))
+    if protocol_type is not None:
+        protocol["intendedUse"] = _protocol_type(by_row[protocol_type].get(row))
+    put(protocol, "labEquipment", equipment)
+    put(protocol, "url", values.get("url"))
+    if version is not None:
+        protocol["version"] = text(version, row)
+    return protocol
 
 
 def _io_nodes(

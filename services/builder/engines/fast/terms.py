@@ -4,9 +4,11 @@ arctrl keeps an annotation's term accession (TAN) as given and derives "TAN
 info" from it with unanchored regex searches (OBO PURL, ``PREFIX:id`` CURIE,
 ``.../PREFIX_id``), or from the term source when none matches. Whether a cell's
 term gets a ``valueReference``, and a header a ``propertyID``, depends on that
-info. A CURIE-like accession would be rewritten to an Ontobee URL; the fast
-engine does not reproduce that rewriting and sends such payloads to arctrl
-(:func:`needs_ontobee_url`).
+info. An accession that contains a ``PREFIX:id`` part anywhere is written as
+the URL arctrl makes of that part (``TermAccessionAndOntobeeUrlIfShort``):
+bioregistry for a fixed list of ontologies, OLS for MS/PO/RO, the DPBO PURL,
+else the OBO PURL - so ``https://bioregistry.io/NCIT:C25936`` stays itself and
+``OBI:0000070`` becomes ``https://bioregistry.io/OBI:0000070`` (:func:`tan_url`).
 """
 
 from __future__ import annotations
@@ -32,11 +34,19 @@ def accession(uri: str | None) -> str | None:
     return None if uri in (None, "", ":") else uri
 
 
-@lru_cache(maxsize=4096)
-def needs_ontobee_url(uri: str | None) -> bool:
-    """True if arctrl would rewrite this accession (it contains a ``PREFIX:id`` part)."""
-    tan = accession(uri)
-    return tan is not None and _SHORT.search(tan.strip()) is not None
+_OLS = "https://www.ebi.ac.uk/ols4/ontologies/{}/classes/http%253A%252F%252Fpurl.obolibrary.org%252Fobo%252F{}_{}"
+#: arctrl's ``uri_parser_collection``: ontologies whose CURIEs get a URL other than the OBO PURL.
+_URL_FORMATS = {
+    "DPBO": "http://purl.org/nfdi4plants/ontology/dpbo/{0}_{1}",
+    "MS": _OLS.format("ms", "{0}", "{1}"),
+    "PO": _OLS.format("po", "{0}", "{1}"),
+    "RO": _OLS.format("ro", "{0}", "{1}"),
+    **{
+        name: "https://bioregistry.io/{0}:{1}"
+        for name in ("ENVO", "CHEBI", "GO", "OBI", "PATO", "PECO", "TO", "UO", "EFO", "NCIT", "OMP")
+    },
+}
+_OBO_PURL = "http://purl.obolibrary.org/obo/{0}_{1}"
 
 
 @lru_cache(maxsize=4096)
@@ -49,9 +59,16 @@ def has_tan_info(uri: str | None) -> bool:
     return any(pattern.search(stripped) for pattern in _TAN_PATTERNS) or bool(term_source(uri))
 
 
+@lru_cache(maxsize=4096)
 def tan_url(uri: str | None) -> str | None:
-    """``TermAccessionAndOntobeeUrlIfShort`` with "" as none (callers rule out short accessions first)."""
-    return accession(uri)
+    """``TermAccessionAndOntobeeUrlIfShort`` with "" as none: the accession, or the URL of its ``PREFIX:id`` part."""
+    tan = accession(uri)
+    if tan is None:
+        return None
+    short = _SHORT.search(tan.strip())
+    if short is None:
+        return tan
+    return _URL_FORMATS.get(short.group(1), _OBO_PURL).format(short.group(1), short.group(2))
 
 
 def defined_term(name: str | None, uri: str | None) -> Node:
@@ -104,6 +121,8 @@ def comment(name: str, text: str | None) -> Node:
     return node
 
 
-def comment_text(name: str, value: str) -> str:
-    """``Comment.ToString()`` as arctrl writes a table comment into ``disambiguatingDescription``."""
+def comment_text(name: str, value: str | None) -> str:
+    """``Comment.ToString()`` as arctrl writes a table or person comment into ``disambiguatingDescription``."""
+    if value is None:
+        return f'Comment {{Name = "{name}"}}'
     return f'Comment {{Name = "{name}", Value = "{value}"}}'
