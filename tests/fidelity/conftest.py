@@ -13,6 +13,8 @@ ROCRATE_FILES = sorted((REAL_ARCS / "ro-crate").glob("*.json"))
 
 
 @pytest.fixture(scope="session")
-def fidelity_cache(request: pytest.FixtureRequest) -> Cache:
-    """arctrl needs seconds per real ARC: what depends only on its inputs is kept in .pytest_cache."""
-    return Cache(Path(request.config.cache.mkdir("arcstream-fidelity")))
+def fidelity_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Cache:
+    """arctrl needs seconds per real ARC: what depends only on its inputs is kept in .pytest_cache
+    (in a temporary directory when pytest runs without its cache, ``-p no:cacheprovider``)."""
+    cache = getattr(request.config, "cache", None)
+    return Cache(Path(cache.mkdir("arcstream-fidelity")) if cache is not None else tmp_path_factory.mktemp("fidelity"))
