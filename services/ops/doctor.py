@@ -36,7 +36,7 @@ from services.common.logs import mask_url
 from services.extractor.cdc.capture.position import check_position
 from services.extractor.cdc.capture.setup import IDENTITY_NAMES, needs_full_identity, publication_tables, resolve_tables
 from services.extractor.cdc.mapping import InvestigationMapper
-from services.extractor.source.schema import CONTRACT, check_source_contract, connect
+from services.extractor.source.schema import CONTRACT, check_source_contract, connect, optional_columns_found
 from services.uploader.probe import TargetProbe, probe_target
 
 Status = Literal["ok", "warn", "fail", "skip"]
@@ -109,7 +109,7 @@ async def contract_check(conn: psycopg.AsyncConnection[Any]) -> Check:
     contract grows (optional v2 columns), what that check detects is what to report here.
     """
     try:
-        await check_source_contract(conn)
+        found = await check_source_contract(conn)
     except SourceContractError as exc:
         return Check(
             "source contract",
@@ -118,7 +118,16 @@ async def contract_check(conn: psycopg.AsyncConnection[Any]) -> Check:
         )
     kinds = await _relation_kinds(conn)
     summary = ", ".join(f"{count} {kind}(s)" for kind, count in sorted(Counter(kinds.values()).items()))
-    return Check("source contract", "ok", f"the {len(CONTRACT)} relations and their columns are there ({summary})")
+    optional = optional_columns_found(found)
+    version = (
+        f"contract v2: {sum(len(names) for names in optional.values())} optional column(s) in "
+        f"{', '.join(sorted(optional))}"
+        if optional
+        else "contract v1 (no optional v2 columns: docs/contract.md lists what they add)"
+    )
+    return Check(
+        "source contract", "ok", f"the {len(CONTRACT)} relations and their columns are there ({summary}); {version}"
+    )
 
 
 async def _relation_kinds(conn: psycopg.AsyncConnection[Any]) -> dict[str, str]:

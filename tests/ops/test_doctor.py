@@ -39,6 +39,9 @@ from tests.pki import Pki
 
 from .fake_overloaded_api import FakeOverloadedApi, serving
 
+#: A database made with the contract's first version (no optional v2 columns).
+V1_DDL = Path(__file__).resolve().parents[1] / "extractor" / "data" / "source_contract_v1.sql"
+
 RDI = "soil-rdi"
 
 
@@ -341,3 +344,16 @@ def test_an_invalid_table_mapping_is_a_failing_check_not_a_crash(
     checks = doctor(settings)
     assert checks["captured tables"].status == "fail" and "cdc.table_mappings" in checks["captured tables"].message
     assert (checks["publication"].status, checks["slot"].status) == ("skip", "ok")
+
+
+def test_the_contract_check_says_which_contract_version_it_found(deployment: Settings) -> None:
+    """The reference DDL has the optional v2 columns; a database made with the v1 DDL has none."""
+    prepare(deployment, cdc_setup=False, topics=False)
+    v2 = doctor(deployment, cdc=False)["source contract"]
+    assert v2.status == "ok" and "contract v2:" in v2.message and "vAnnotationTable" in v2.message
+    with psycopg.connect(deployment.database_url.get_secret_value(), autocommit=True) as conn:
+        for relation in ("vInvestigation", "vStudy", "vAssay", "vContact", "vPublication", "vAnnotationTable"):
+            conn.execute(f'DROP TABLE "{relation}"')
+        conn.execute(V1_DDL.read_text(encoding="utf-8").encode())
+    v1 = doctor(deployment, cdc=False)["source contract"]
+    assert v1.status == "ok" and "contract v1" in v1.message
