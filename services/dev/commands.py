@@ -35,6 +35,9 @@ def add_commands(subparsers: Any) -> None:
     gen.add_argument("--investigations", "-n", type=int, required=True)
     gen.add_argument("--seed", type=int, default=1)
     gen.add_argument("--profile", choices=PROFILES, default="small")
+    gen.add_argument(
+        "--contract", type=int, choices=(1, 2), default=1, help="2: fill the optional v2 columns too (docs/contract.md)"
+    )
     where = gen.add_mutually_exclusive_group()
     where.add_argument(
         "--append", action="store_true", help="add after the generated investigations already in the database"
@@ -90,7 +93,15 @@ def _gen(args: argparse.Namespace) -> int:
     async def run() -> FillResult:
         conn = await connect(settings.database_url.get_secret_value())
         try:
-            return await fill(conn, args.investigations, args.seed, args.profile, start=args.start, append=args.append)
+            return await fill(
+                conn,
+                args.investigations,
+                args.seed,
+                args.profile,
+                start=args.start,
+                append=args.append,
+                contract=args.contract,
+            )
         finally:
             await conn.close()
 
@@ -102,6 +113,7 @@ def _gen(args: argparse.Namespace) -> int:
                 "investigations": result.written,
                 "first": result.start,
                 "profile": args.profile,
+                "contract": args.contract,
                 "seed": args.seed,
                 "duration_s": round(time.monotonic() - started, 2),
             }

@@ -75,14 +75,22 @@ async def choose_start(conn: psycopg.AsyncConnection, count: int, start: int | N
 
 
 async def fill(
-    conn: psycopg.AsyncConnection, count: int, seed: int, profile: Profile, *, start: int | None, append: bool
+    conn: psycopg.AsyncConnection,
+    count: int,
+    seed: int,
+    profile: Profile,
+    *,
+    start: int | None,
+    append: bool,
+    contract: int = 1,
 ) -> FillResult:
-    """Create the six relations where absent, then write ``count`` generated investigations."""
+    """Create the six relations where absent, then write ``count`` generated investigations
+    (``contract=2``: with values in the optional v2 columns too, docs/contract.md)."""
     await ensure_source_schema(conn)
     await conn.commit()
     first = await choose_start(conn, count, start, append)
     await conn.commit()
-    rows = (generate_investigation(seed, index, profile) for index in range(first, first + count))
+    rows = (generate_investigation(seed, index, profile, contract) for index in range(first, first + count))
     try:
         written = await write_rows(conn, rows)
     except psycopg.errors.UniqueViolation as exc:  # someone wrote the same range meanwhile

@@ -62,3 +62,13 @@ def test_an_explicit_start_that_collides_names_the_investigation(database_url: s
     past = gen(database_url, tmp_path, "-n", "1", "--start", "10")
     assert past.returncode == 0, past.stderr
     assert identifiers(database_url)[-1] == "INV-000010"
+
+
+def test_contract_2_fills_the_optional_columns(database_url: str, tmp_path: Path) -> None:
+    result = gen(database_url, tmp_path, "-n", "3", "--contract", "2")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["contract"] == 2
+    with psycopg.connect(database_url) as conn:
+        (positions,) = conn.execute('SELECT count(column_index) FROM "vAnnotationTable"').fetchone() or (0,)
+        (cells,) = conn.execute('SELECT count(*) FROM "vAnnotationTable"').fetchone() or (0,)
+    assert cells > 0 and positions == cells  # every cell names its column's position (a v2 column)
