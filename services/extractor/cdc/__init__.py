@@ -1,0 +1,1 @@
+"""Change data capture: Debezium change events -> whole investigation payloads on ``arc.investigations``."""
