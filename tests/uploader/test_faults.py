@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -187,11 +188,17 @@ def store_outage(
     settings = upload_settings(make_settings, store)
     documents = [arc_document(f"out-{i:03d}") for i in range(60)]
 
+    before_outage, after_outage = documents[:10], documents[10:]
+
     async def scenario() -> None:
-        run_id, _ = await arcs_topic.snapshot_run(documents)
+        # The run's first ARCs go out before the outage and the rest during it, so the outage always
+        # meets undelivered work, however fast the first part went through.
+        run_id = f"run-{uuid.uuid4().hex[:8]}"
+        await arcs_topic.markers("run-start", run_id, len(documents))
+        produced = await arcs_topic.arcs(before_outage, run_id)
 
         async def some_delivered() -> bool:
-            return len(await outcomes(settings)) >= 10
+            return len(await outcomes(settings)) >= len(before_outage)
 
         async def closed() -> bool:
             harvests = store.get("/v3/harvests")
@@ -201,6 +208,8 @@ def store_outage(
             await until(some_delivered, what="the first ARCs delivered")
             terminate(store.pid)
             down_at = time.monotonic()
+            produced += await arcs_topic.arcs(after_outage, run_id)
+            await arcs_topic.markers("run-end", run_id, len(documents), dict(Counter(p.partition for p in produced)))
 
             async def paused() -> bool:
                 return metrics.REGISTRY.get_sample_value("arcstream_target_unavailable") == 1

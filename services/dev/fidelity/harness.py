@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib.metadata
+import os
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -79,7 +80,11 @@ class Cache:
         if path.exists():
             return orjson.loads(path.read_bytes())
         value = compute()
-        path.write_bytes(orjson.dumps(value))
+        # Written aside and renamed: a reader (another test process, a re-run after Ctrl-C) sees a whole
+        # entry or none.
+        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+        partial.write_bytes(orjson.dumps(value))
+        partial.replace(path)
         return value
 
 
