@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -15,9 +14,9 @@ from pathlib import Path
 from aiokafka import TopicPartition
 
 from services.common.config import Settings
-from services.common.kafka.clients import make_admin, make_consumer, start_client
-from services.common.kafka.groups import describe_group
+from services.common.kafka.clients import make_consumer, start_client
 from services.common.kafka.topics import ensure_topics
+from tests.support import group_members, latest_titles
 
 from .conftest import FAST_GROUP, minimal_payload, payload_message, produce, topic, wait_until
 
@@ -49,24 +48,6 @@ def builder_process(settings: Settings, group: str, log: Path) -> Iterator[subpr
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-
-
-def _latest_titles(arcs: list[object]) -> dict[bytes, str]:
-    latest: dict[bytes, str] = {}
-    for record in arcs:  # per key, partition order is production order
-        root = next(n for n in json.loads(record.value)["@graph"] if n["@id"] == "./")  # type: ignore[attr-defined]
-        latest[record.key] = root["name"]  # type: ignore[attr-defined]
-    return latest
-
-
-async def _members(settings: Settings, group: str) -> int:
-    admin = make_admin(settings.kafka)
-    await start_client(admin, settings.kafka)
-    try:
-        description = await describe_group(admin, group)
-        return len(description.members) if description.state == "Stable" else 0
-    finally:
-        await admin.close()
 
 
 async def _committed(settings: Settings, group: str) -> dict[int, int | None]:
@@ -117,7 +98,7 @@ def test_two_instances_share_partitions_and_survive_a_sigkill(
         ):
 
             async def both_members() -> bool:
-                return await _members(settings, "g-pair") == 2
+                return await group_members(settings, "g-pair") == 2
 
             await wait_until(both_members, "both instances in the group", give_up_s=90)
             await produce(settings, [payload_message(p) for p in first])
@@ -131,8 +112,8 @@ def test_two_instances_share_partitions_and_survive_a_sigkill(
             await produce(settings, [payload_message(p) for p in second])
 
             async def all_latest() -> bool:
-                latest = _latest_titles(await topic(settings, settings.topics.arcs))
-                return latest == {k.encode(): "v2" for k in keys}
+                latest = latest_titles(await topic(settings, settings.topics.arcs))
+                return latest == dict.fromkeys(keys, "v2")
 
             await wait_until(all_latest, "the survivor to build the latest version of every key", give_up_s=120)
             b.send_signal(signal.SIGTERM)

@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -165,29 +165,20 @@ def check_dashboard_queries(prometheus: Prometheus) -> None:
     assert {s["metric"]["code"] for s in results[("HTTP answers per second by code", "A")]} >= {"200", "error"}
 
 
-@pytest.fixture
-def stopping() -> Iterator[Callable[[Callable[[], None]], None]]:
-    """Register clean-ups, run in reverse order at the end however the test ends."""
-    cleanups: list[Callable[[], None]] = []
-    yield cleanups.append
-    for cleanup in reversed(cleanups):
-        cleanup()
-
-
 def test_target_down_fires_when_the_store_stops_and_resolves_when_it_is_back(
-    make_settings: Callable[..., Settings], tmp_path: Path, stopping: Callable[[Callable[[], None]], None]
+    make_settings: Callable[..., Settings], tmp_path: Path, cleanups: Callable[[Callable[[], None]], None]
 ) -> None:
     settings = make_settings(kafka=FAST_GROUP)
     store_port = free_port()
     store = start_store(tmp_path / "store", port=store_port, known_rdis=("prometheus-e2e",))
     current_store = [store]
-    stopping(lambda: terminate(current_store[0].pid))
+    cleanups(lambda: terminate(current_store[0].pid))
     asyncio.run(publish(settings))  # creates the topics before the consumers subscribe
 
     env = service_env(settings, store, tmp_path)
     services = {name: Service(name, env, tmp_path / f"{name}.log") for name in ("builder", "uploader")}
     for service in services.values():
-        stopping(service.stop)
+        cleanups(service.stop)
     alert_count = rules_with_short_wait(tmp_path / "alerts.yml")
     prometheus = Prometheus(
         {
@@ -200,7 +191,7 @@ def test_target_down_fires_when_the_store_stops_and_resolves_when_it_is_back(
         },
         tmp_path / "prometheus",
     )
-    stopping(prometheus.stop)
+    cleanups(prometheus.stop)
 
     def holds(check: Callable[[], bool], what: str, limit_s: float = 120) -> float:
         """Wait until ``check()``; return the seconds it took (reported, never asserted)."""

@@ -9,10 +9,6 @@ is laid out, not the HTML source) and saves a screenshot to
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,13 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
-from services.common.config import WELL_KNOWN_ENV, Settings
-from services.common.kafka.clients import make_producer, start_client
-from services.common.kafka.topics import ensure_topics
+from services.common.config import Settings
 from services.common.report import OutcomeRecord
-from services.dev.stack.ports import free_port
 from tests.observability.browser import Chromium
-from tests.support import until
+from tests.support import publish_outcomes, status_view, until
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -83,18 +76,6 @@ OUTCOMES = [
 ]
 
 
-async def publish(settings: Settings, records: list[OutcomeRecord]) -> None:
-    await ensure_topics(settings)
-    producer = make_producer(settings.kafka)
-    await start_client(producer, settings.kafka)
-    try:
-        for record in records:
-            value = record.model_dump_json(exclude_none=True).encode()
-            await producer.send_and_wait(settings.topics.report, key=record.identifier.encode(), value=value)
-    finally:
-        await producer.stop()
-
-
 async def look_at(url: str, profile: Path, screenshot: Path) -> dict[str, Any]:
     async with Chromium(profile) as browser:
         await browser.open(url)
@@ -111,31 +92,12 @@ def test_a_person_sees_counts_per_outcome_and_the_latest_failures(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
     settings = make_settings()
-    asyncio.run(publish(settings, OUTCOMES))
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCSTREAM_") and k not in WELL_KNOWN_ENV}
-    env |= {
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-        "ARCSTREAM_KAFKA__SESSION_TIMEOUT_MS": "6000",
-        "ARCSTREAM_KAFKA__HEARTBEAT_INTERVAL_MS": "1000",
-        "ARCSTREAM_TOPICS__PREFIX": settings.topics.prefix,
-        "ARCSTREAM_TOPICS__PARTITIONS": str(settings.topics.partitions),
-        "ARCSTREAM_STATE_DIR": str(tmp_path / "state"),
-        "ARCSTREAM_LOG_LEVEL": "WARNING",
-    }
-    with open(tmp_path / "status.log", "wb") as log:
-        view = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "status", "--port", str(port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=tmp_path,
-        )
-    url = f"http://127.0.0.1:{port}/"
-    try:
+    asyncio.run(publish_outcomes(settings, OUTCOMES))
+    with status_view(settings, tmp_path) as view:
+        url = view.url + "/"
 
         async def caught_up() -> bool:
-            assert view.poll() is None, (tmp_path / "status.log").read_text()
+            view.assert_running()
             try:
                 async with httpx.AsyncClient(timeout=5) as client:
                     state = (await client.get(f"{url}status.json")).json()
@@ -149,12 +111,6 @@ def test_a_person_sees_counts_per_outcome_and_the_latest_failures(
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         SCREENSHOT.unlink(missing_ok=True)
         seen = asyncio.run(look_at(url, tmp_path / "chromium-profile", SCREENSHOT))
-    finally:
-        view.send_signal(signal.SIGTERM)
-        try:
-            view.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            view.kill()
     print(f"\nstatus page screenshot: {SCREENSHOT}")
     assert SCREENSHOT.read_bytes().startswith(b"\x89PNG")
     assert seen["title"] == "arcstream status"

@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -129,15 +129,6 @@ def service_env(settings: Settings, store: ServerRecord, tmp_path: Path) -> dict
         "ARCSTREAM_UPLOADER__GROUP_ID": f"{prefix}-uploader",
         "ARCSTREAM_MAX_CONCURRENT_ARC_BUILDS": "1",
     }
-
-
-@pytest.fixture
-def cleanups() -> Iterator[Callable[[Callable[[], None]], None]]:
-    """Register clean-ups, run in reverse order however the test ends."""
-    registered: list[Callable[[], None]] = []
-    yield registered.append
-    for cleanup in reversed(registered):
-        cleanup()
 
 
 class Service:

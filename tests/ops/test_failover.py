@@ -12,7 +12,6 @@ survivor's rejoin is answered after half of it (docs/operations.md).
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -26,12 +25,12 @@ from pathlib import Path
 import orjson
 
 from services.common.config import WELL_KNOWN_ENV, Settings
-from services.common.kafka.clients import make_admin, make_producer, start_client
-from services.common.kafka.groups import describe_group
+from services.common.kafka.clients import make_producer, start_client
 from services.common.kafka.reading import read_topic
 from services.common.kafka.topics import ensure_topics
 from services.common.payload import InvestigationPayload
 from services.common.records import H_KIND, H_SCHEMA_VERSION, make_headers
+from tests.support import group_members, latest_titles
 
 from .pipeline import until
 
@@ -100,29 +99,11 @@ async def produce(settings: Settings, version: str) -> dict[str, int]:
         await producer.stop()
 
 
-async def latest_titles(settings: Settings) -> dict[str, str]:
-    latest: dict[str, str] = {}
-    for record in await read_topic(settings.kafka, settings.topics.arcs):
-        if record.key is not None and record.value is not None:
-            root = next(node for node in json.loads(record.value)["@graph"] if node["@id"] == "./")
-            latest[record.key.decode()] = root["name"]
-    return latest
-
-
-async def group_size(settings: Settings, group: str) -> int:
-    admin = make_admin(settings.kafka)
-    await start_client(admin, settings.kafka)
-    try:
-        description = await describe_group(admin, group)
-        return len(description.members) if description.state == "Stable" else 0
-    finally:
-        await admin.close()
-
-
 def test_a_killed_builders_partitions_are_taken_over_and_every_key_completes(
     make_settings: Callable[..., Settings], tmp_path: Path, record_property: Callable[[str, object], None]
 ) -> None:
     settings = make_settings(topics={"partitions": 4})
+    arcs_topic = settings.topics.arcs
     group = f"failover-{uuid.uuid4().hex[:8]}"
 
     async def scenario() -> None:
@@ -130,10 +111,10 @@ def test_a_killed_builders_partitions_are_taken_over_and_every_key_completes(
         with builder(settings, group, tmp_path / "a.log") as a, builder(settings, group, tmp_path / "b.log") as b:
 
             async def pair_joined() -> bool:
-                return await group_size(settings, group) == 2
+                return await group_members(settings, group) == 2
 
             async def built_v1() -> bool:
-                return await latest_titles(settings) == dict.fromkeys(KEYS, "v1")
+                return latest_titles(await read_topic(settings.kafka, arcs_topic)) == dict.fromkeys(KEYS, "v1")
 
             await until(pair_joined, "both builders in the group")
             await produce(settings, "v1")
@@ -149,14 +130,14 @@ def test_a_killed_builders_partitions_are_taken_over_and_every_key_completes(
             while len(seen) < len(KEYS):
                 assert time.monotonic() - killed_at < 120, f"not taken over: {sorted(set(KEYS) - set(seen))}"
                 now = time.monotonic() - killed_at
-                for key, title in (await latest_titles(settings)).items():
+                for key, title in latest_titles(await read_topic(settings.kafka, arcs_topic)).items():
                     if title == "v2":
                         seen.setdefault(key, now)
-                if one_member_after is None and await group_size(settings, group) == 1:
+                if one_member_after is None and await group_members(settings, group) == 1:
                     one_member_after = now
                 await asyncio.sleep(0.1)
 
-            assert await latest_titles(settings) == dict.fromkeys(KEYS, "v2")
+            assert latest_titles(await read_topic(settings.kafka, arcs_topic)) == dict.fromkeys(KEYS, "v2")
             assert b.poll() is None, "the survivor kept running"
             b.send_signal(signal.SIGTERM)
             assert await asyncio.to_thread(b.wait, 60) == 0, (tmp_path / "b.log").read_text()

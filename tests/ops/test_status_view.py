@@ -3,40 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
 from services.common.config import Settings
-from services.common.kafka.clients import make_producer, start_client
-from services.common.kafka.topics import ensure_topics
 from services.common.report import OutcomeRecord
-from services.dev.stack.ports import free_port
-from tests.support import until
-
-
-async def _publish(settings: Settings, records: list[OutcomeRecord]) -> None:
-    await ensure_topics(settings)
-    producer = make_producer(settings.kafka)
-    await start_client(producer, settings.kafka)
-    try:
-        for record in records:
-            value = record.model_dump_json(exclude_none=True).encode()
-            await producer.send_and_wait(settings.topics.report, key=record.identifier.encode(), value=value)
-    finally:
-        await producer.stop()
+from tests.support import publish_outcomes, status_view, until
 
 
 def test_status_view_tracks_latest_outcomes_and_counts_each_identifier_once(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
     settings = make_settings()
-    port = free_port()
 
     def outcome(identifier: str, status: str, at: str, **fields: object) -> OutcomeRecord:
         return OutcomeRecord.model_validate(
@@ -50,28 +30,13 @@ def test_status_view_tracks_latest_outcomes_and_counts_each_identifier_once(
         outcome("inv-2", "updated", "2026-01-01T00:00:00.000Z"),  # older than what is known: no effect
         outcome("cdc-1", "updated", "2026-01-01T00:02:00.000Z", run_id=None),
     ]
-    asyncio.run(_publish(settings, first + later))
+    asyncio.run(publish_outcomes(settings, first + later))
 
-    env = os.environ | {
-        "ARCSTREAM_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-        "ARCSTREAM_KAFKA__SESSION_TIMEOUT_MS": "6000",
-        "ARCSTREAM_KAFKA__HEARTBEAT_INTERVAL_MS": "1000",
-        "ARCSTREAM_TOPICS__PREFIX": settings.topics.prefix,
-        "ARCSTREAM_TOPICS__PARTITIONS": str(settings.topics.partitions),
-        "ARCSTREAM_LOG_LEVEL": "WARNING",
-    }
-    with open(tmp_path / "status.log", "wb") as log:
-        view = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "status", "--port", str(port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=tmp_path,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
+    with status_view(settings, tmp_path) as view:
+        url = view.url
 
         async def caught_up() -> bool:
+            view.assert_running()
             try:
                 async with httpx.AsyncClient(timeout=5) as client:
                     runs = (await client.get(f"{url}/status.json")).json()["runs"]
@@ -90,9 +55,3 @@ def test_status_view_tracks_latest_outcomes_and_counts_each_identifier_once(
         page = httpx.get(url + "/", timeout=5)
         assert page.headers["content-type"].startswith("text/html")
         assert "inv-0" in page.text and "HTTP 422: bad" in page.text and "run-1" in page.text
-    finally:
-        view.send_signal(signal.SIGTERM)
-        try:
-            view.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            view.kill()
