@@ -175,6 +175,20 @@ def _cell(inv: str, target_type: str, target_ref: str, table: str, row_index: in
     }
 
 
+def _plant_structure(args: tuple[str, str, str, str, int], tissue: str, tissue_uri: str) -> Row:
+    """A ``Characteristic [plant structure]`` cell (Plant Ontology): every study table has one, v2 a second."""
+    return _cell(
+        *args,
+        column_type="characteristic",
+        column_value="plant structure",
+        column_annotation_term="plant structure",
+        column_annotation_uri=f"{OBO}PO_0009011",
+        cell_value=tissue,
+        cell_annotation_term=tissue,
+        cell_annotation_uri=tissue_uri,
+    )
+
+
 def _study_table(rng: random.Random, inv: str, study: str, rows: int) -> list[Row]:
     """Source -> sample with characteristics, a factor, a comment and a date."""
     cells = []
@@ -195,16 +209,7 @@ def _study_table(rng: random.Random, inv: str, study: str, rows: int) -> list[Ro
                 cell_annotation_term=organism,
                 cell_annotation_uri=organism_uri,
             ),
-            _cell(
-                *args,
-                column_type="characteristic",
-                column_value="plant structure",
-                column_annotation_term="plant structure",
-                column_annotation_uri=f"{OBO}PO_0009011",
-                cell_value=tissue,
-                cell_annotation_term=tissue,
-                cell_annotation_uri=tissue_uri,
-            ),
+            _plant_structure(args, tissue, tissue_uri),
             _cell(
                 *args,
                 column_type="factor",
@@ -421,16 +426,7 @@ def _v2_cells(cells: list[Row], rng: random.Random) -> list[Row]:
             tissue, tissue_uri = _pick(rng, TISSUES)
             row = [
                 *row[:-1],
-                _cell(
-                    *args,
-                    column_type="characteristic",
-                    column_value="plant structure",
-                    column_annotation_term="plant structure",
-                    column_annotation_uri=f"{OBO}PO_0009011",
-                    cell_value=tissue,
-                    cell_annotation_term=tissue,
-                    cell_annotation_uri=tissue_uri,
-                ),
+                _plant_structure(args, tissue, tissue_uri),
                 row[-1],
             ]
         result += [cell | {"column_index": position} for position, cell in enumerate(row)]
