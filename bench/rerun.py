@@ -52,13 +52,11 @@ import httpx
 import psutil
 from aiokafka import TopicPartition
 
-from bench.upload import PARTITIONS, arc
+from bench.upload import PARTITIONS, arc, produce_run
 from services.common.config import Settings, load_settings
-from services.common.content_hash import content_hash
-from services.common.kafka.clients import make_consumer, make_producer, start_client
+from services.common.kafka.clients import make_consumer, start_client
 from services.common.kafka.topics import ensure_topics
-from services.common.records import H_CONTENT_HASH, H_KIND, H_RUN_ID, RunMarker, loads, make_headers
-from services.common.report import utc_now_iso
+from services.common.records import loads
 from services.dev.stack.broker import start_broker, stop_broker
 from services.dev.stack.processes import terminate
 from services.dev.stack.stack import start_store
@@ -102,55 +100,6 @@ async def store_idle(pid: int, limit_s: float = 180.0) -> float:
         if store_cpu_s(pid) - before < 0.05:
             break
     return time.monotonic() - started
-
-
-async def produce_run(settings: Settings, documents: list[dict[str, Any]]) -> tuple[str, float]:
-    """run-start on every partition, the ARCs, run-end on every partition; the run id and its start time.
-
-    The start time is taken once the producer is connected, right before the first marker.
-    """
-    run_id = f"bench-{uuid.uuid4().hex[:8]}"
-    producer = make_producer(settings.kafka)
-    await start_client(producer, settings.kafka)
-    topic = settings.topics.arcs
-    n = len(documents)
-
-    def marker(kind: str, partition: int, published: int = 0) -> RunMarker:
-        return RunMarker(
-            kind=kind,  # type: ignore[arg-type]
-            run_id=run_id,
-            partition=partition,
-            partitions=PARTITIONS,
-            expected=n,
-            published=published,
-            started_at=utc_now_iso(),
-        )
-
-    try:
-        started = time.monotonic()
-        for p in range(PARTITIONS):
-            start = marker("run-start", p)
-            headers = make_headers({H_KIND: "run-start", H_RUN_ID: run_id})
-            await producer.send_and_wait(
-                topic, start.model_dump_json().encode(), start.key, partition=p, headers=headers
-            )
-        published = dict.fromkeys(range(PARTITIONS), 0)
-        futures = []
-        for document in documents:
-            identifier = document["@graph"][0]["identifier"]
-            headers = make_headers({H_KIND: "arc", H_RUN_ID: run_id, H_CONTENT_HASH: content_hash(document)})
-            futures.append(
-                await producer.send(topic, json.dumps(document).encode(), identifier.encode(), headers=headers)
-            )
-        for future in futures:
-            published[(await future).partition] += 1
-        for p in range(PARTITIONS):
-            end = marker("run-end", p, published[p])
-            headers = make_headers({H_KIND: "run-end", H_RUN_ID: run_id})
-            await producer.send_and_wait(topic, end.model_dump_json().encode(), end.key, partition=p, headers=headers)
-    finally:
-        await producer.stop()
-    return run_id, started
 
 
 class Outcomes:

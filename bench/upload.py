@@ -67,12 +67,17 @@ def arc(identifier: str) -> dict[str, Any]:
     }
 
 
-async def produce_run(settings: Settings, n: int) -> str:
+async def produce_run(settings: Settings, documents: list[dict[str, Any]]) -> tuple[str, float]:
+    """run-start on every partition, the ARCs, run-end on every partition; the run id and its start time.
+
+    The start time is taken once the producer is connected, right before the first marker.
+    """
     run_id = f"bench-{uuid.uuid4().hex[:8]}"
     await ensure_topics(settings)
     producer = make_producer(settings.kafka)
     await start_client(producer, settings.kafka)
     topic = settings.topics.arcs
+    n = len(documents)
 
     def marker(kind: str, partition: int, published: int = 0) -> RunMarker:
         return RunMarker(
@@ -86,6 +91,7 @@ async def produce_run(settings: Settings, n: int) -> str:
         )
 
     try:
+        started = time.monotonic()
         for p in range(PARTITIONS):
             start = marker("run-start", p)
             headers = make_headers({H_KIND: "run-start", H_RUN_ID: run_id})
@@ -94,11 +100,12 @@ async def produce_run(settings: Settings, n: int) -> str:
             )
         published = dict.fromkeys(range(PARTITIONS), 0)
         futures = []
-        for i in range(n):
-            document = arc(f"bench-{i:05d}")
+        for document in documents:
+            identifier = document["@graph"][0]["identifier"]
             headers = make_headers({H_KIND: "arc", H_RUN_ID: run_id, H_CONTENT_HASH: content_hash(document)})
-            value = json.dumps(document).encode()
-            futures.append(await producer.send(topic, value, f"bench-{i:05d}".encode(), headers=headers))
+            futures.append(
+                await producer.send(topic, json.dumps(document).encode(), identifier.encode(), headers=headers)
+            )
         for future in futures:
             published[(await future).partition] += 1
         for p in range(PARTITIONS):
@@ -107,7 +114,7 @@ async def produce_run(settings: Settings, n: int) -> str:
             await producer.send_and_wait(topic, end.model_dump_json().encode(), end.key, partition=p, headers=headers)
     finally:
         await producer.stop()
-    return run_id
+    return run_id, started
 
 
 async def deliver(settings: Settings, store_url: str) -> None:
@@ -141,7 +148,7 @@ def scenario(bootstrap: str, n: int, failure_rate: float, retry_after: float, co
                 topics={"prefix": f"bu{uuid.uuid4().hex[:8]}", "partitions": PARTITIONS},
                 uploader={"target_url": store.url, "max_concurrent_uploads": concurrency, "max_attempts": 20},
             )
-            asyncio.run(produce_run(settings, n))
+            asyncio.run(produce_run(settings, [arc(f"bench-{i:05d}") for i in range(n)]))
             wall = time.perf_counter()
             asyncio.run(deliver(settings, store.url))
             wall = time.perf_counter() - wall
