@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
+from aiohttp import web
 from aiokafka import ConsumerRecord
 
 from services.common.config import WELL_KNOWN_ENV, Settings
@@ -111,3 +113,19 @@ def latest_titles(arcs: Iterable[ConsumerRecord[bytes, bytes]]) -> dict[str, str
             root = next(node for node in orjson.loads(record.value)["@graph"] if node["@id"] == "./")
             latest[record.key.decode()] = root["name"]
     return latest
+
+
+@asynccontextmanager
+async def serve_app(
+    app: web.Application, ssl_context: ssl.SSLContext | None = None, port: int | None = None
+) -> AsyncIterator[str]:
+    """Serve an aiohttp application in this process on a loopback port (a free one unless given); yield its
+    base URL (``https`` with a TLS context)."""
+    port = port or free_port()
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=ssl_context).start()
+    try:
+        yield f"{'https' if ssl_context else 'http'}://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()

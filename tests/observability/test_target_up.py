@@ -16,6 +16,7 @@ from services.common.metrics import REGISTRY
 from services.dev.stack.ports import free_port
 from services.uploader.target import AttemptError, TargetClient
 from tests.observability.scrape import parse, value
+from tests.support import serve_app
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,14 +35,8 @@ async def answering_server() -> AsyncIterator[str]:
     app = web.Application()
     app.router.add_get("/status/{code}", status)
     app.router.add_get("/slow", slow)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with serve_app(app) as url:
+        yield url
 
 
 async def target_up_after(client: TargetClient, path: str) -> float | None:

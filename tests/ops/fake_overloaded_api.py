@@ -20,7 +20,7 @@ from http import HTTPStatus
 
 from aiohttp import web
 
-from services.dev.stack.ports import free_port
+from tests.support import serve_app
 
 
 @dataclass
@@ -44,11 +44,5 @@ async def serving(api: FakeOverloadedApi) -> AsyncIterator[str]:
     """Serve ``api`` on a free loopback port; yield its base URL."""
     app = web.Application()
     app.router.add_route("*", "/{path:.*}", api.reject)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with serve_app(app) as url:
+        yield url

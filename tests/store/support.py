@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from aiohttp import web
 
 from services.common.config import StoreSettings
 from services.dev.stack.ports import free_port
 from services.store.app import StoreApp, server_ssl_context
 from services.store.repository import Repository
+from tests.support import serve_app
 
 RDI = "arcstream-dev"
 
@@ -59,18 +59,13 @@ async def serving(
     port = free_port()
     store_settings = StoreSettings(directory=directory, port=port, **({"git_sync": False} | settings))
     app = StoreApp(await Repository.open(directory), store_settings)
-    runner = web.AppRunner(app.build())
-    await runner.setup()
-    context = server_ssl_context(store_settings)
-    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=context).start()
     verify: ssl.SSLContext | bool = False
     if ca is not None:
         verify = ssl.create_default_context(cafile=str(ca))
         if client_cert is not None:
             verify.load_cert_chain(str(client_cert[0]), str(client_cert[1]))
-    scheme = "https" if context else "http"
-    try:
-        async with httpx.AsyncClient(base_url=f"{scheme}://127.0.0.1:{port}", verify=verify, timeout=30) as client:
-            yield client, app
-    finally:
-        await runner.cleanup()
+    async with (
+        serve_app(app.build(), server_ssl_context(store_settings), port) as url,
+        httpx.AsyncClient(base_url=url, verify=verify, timeout=30) as client,
+    ):
+        yield client, app

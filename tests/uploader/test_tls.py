@@ -12,7 +12,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 from services.common.config import StoreSettings, UploaderSettings
 from services.dev.stack.ports import free_port
@@ -21,6 +20,7 @@ from services.store.repository import Repository
 from services.uploader.health import TargetHealth, TargetState
 from services.uploader.target import AttemptError, TargetClient
 from tests.pki import CertificatePair, Pki
+from tests.support import serve_app
 
 ARC = (
     b'{"rdi":"r","arc":{"@context":"https://w3id.org/ro/crate/1.1/context","@graph":[{"@id":"./","@type":"Dataset","additionalType":"Investigation",'
@@ -53,13 +53,8 @@ async def tls_store(directory: Path, pki: Pki) -> AsyncIterator[tuple[str, Store
         git_sync=False,
     )
     app = StoreApp(await Repository.open(directory), settings)
-    runner = web.AppRunner(app.build())
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=server_ssl_context(settings)).start()
-    try:
-        yield f"https://127.0.0.1:{port}", app
-    finally:
-        await runner.cleanup()
+    async with serve_app(app.build(), server_ssl_context(settings), port) as url:
+        yield url, app
 
 
 def _uploader_settings(url: str, **tls: object) -> UploaderSettings:
