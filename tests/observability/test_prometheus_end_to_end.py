@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,18 +24,17 @@ import httpx
 import pytest
 import yaml
 
-from services.common.config import WELL_KNOWN_ENV, Settings
+from services.common.config import Settings
 from services.common.payload import InvestigationPayload
 from services.dev.stack.ports import free_port
 from services.dev.stack.processes import terminate
 from services.dev.stack.stack import start_store
-from services.dev.stack.state import ServerRecord
+from tests.observability.processes import ROOT, Service, service_env
 from tests.ops.pipeline import FAST_GROUP, delivered, publish, stored
 from tests.support import until
 
 pytestmark = pytest.mark.timeout(400)
 
-ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "arcstream.json"
 ALERT = "ArcstreamTargetDown"
@@ -104,53 +101,6 @@ def rules_with_short_wait(target: Path) -> int:
     return len(alerts)
 
 
-class Service:
-    """``arcstream <command>`` as a process with its own metrics port."""
-
-    def __init__(self, command: str, env: dict[str, str], log: Path) -> None:
-        self.metrics_port = free_port()
-        self.log = log
-        with log.open("wb") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "services.cli", command],
-                env=env | {"ARCSTREAM_METRICS__PORT": str(self.metrics_port)},
-                cwd=ROOT,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-
-
-def service_env(settings: Settings, store: ServerRecord, tmp_path: Path) -> dict[str, str]:
-    """Only these settings (nothing from the developer's shell); an uploader that retries for long."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCSTREAM_") and k not in WELL_KNOWN_ENV}
-    prefix = settings.topics.prefix
-    return env | {
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-        "ARC_STORE_URL": store.url,
-        "ARCSTREAM_RDI": "prometheus-e2e",
-        "ARCSTREAM_STATE_DIR": str(tmp_path / "service-state"),
-        "ARCSTREAM_TOPICS__PREFIX": prefix,
-        "ARCSTREAM_TOPICS__PARTITIONS": str(settings.topics.partitions),
-        "ARCSTREAM_KAFKA__SESSION_TIMEOUT_MS": str(FAST_GROUP["session_timeout_ms"]),
-        "ARCSTREAM_KAFKA__HEARTBEAT_INTERVAL_MS": str(FAST_GROUP["heartbeat_interval_ms"]),
-        "ARCSTREAM_BUILDER__GROUP_ID": f"{prefix}-builder",
-        "ARCSTREAM_UPLOADER__GROUP_ID": f"{prefix}-uploader",
-        "ARCSTREAM_MAX_CONCURRENT_ARC_BUILDS": "1",
-        "ARCSTREAM_UPLOADER__MAX_ATTEMPTS": "100000",
-        "ARCSTREAM_UPLOADER__BACKOFF_INITIAL_S": "0.2",
-        "ARCSTREAM_UPLOADER__BACKOFF_MAX_S": "1.0",
-        "ARCSTREAM_UPLOADER__CONNECT_TIMEOUT_S": "1.0",
-        "ARCSTREAM_LOG_LEVEL": "WARNING",
-    }
-
-
 def check_dashboard_queries(prometheus: Prometheus) -> None:
     """Every panel's query is valid PromQL to a real Prometheus; the traffic panels show both services."""
     panels = [panel for panel in json.loads(DASHBOARD.read_text(encoding="utf-8"))["panels"] if panel["type"] != "row"]
@@ -175,8 +125,15 @@ def test_target_down_fires_when_the_store_stops_and_resolves_when_it_is_back(
     cleanups(lambda: terminate(current_store[0].pid))
     asyncio.run(publish(settings))  # creates the topics before the consumers subscribe
 
-    env = service_env(settings, store, tmp_path)
-    services = {name: Service(name, env, tmp_path / f"{name}.log") for name in ("builder", "uploader")}
+    # An uploader that retries for long.
+    env = service_env(settings, store, tmp_path, "prometheus-e2e") | {
+        "ARCSTREAM_UPLOADER__MAX_ATTEMPTS": "100000",
+        "ARCSTREAM_UPLOADER__BACKOFF_INITIAL_S": "0.2",
+        "ARCSTREAM_UPLOADER__BACKOFF_MAX_S": "1.0",
+        "ARCSTREAM_UPLOADER__CONNECT_TIMEOUT_S": "1.0",
+        "ARCSTREAM_LOG_LEVEL": "WARNING",
+    }
+    services = {name: Service([name], env, tmp_path / f"{name}.log") for name in ("builder", "uploader")}
     for service in services.values():
         cleanups(service.stop)
     alert_count = rules_with_short_wait(tmp_path / "alerts.yml")

@@ -25,7 +25,7 @@ from opentelemetry import trace
 
 from services.builder.service import BuilderService
 from services.common import tracing
-from services.common.config import WELL_KNOWN_ENV, Settings
+from services.common.config import Settings
 from services.common.kafka.reading import read_topic
 from services.common.records import H_KIND, header_dict
 from services.dev.generator import generate
@@ -37,10 +37,10 @@ from services.dev.writer import write_rows
 from services.extractor.snapshot import run_snapshot
 from services.extractor.source.schema import connect, ensure_source_schema
 from services.uploader.service import Uploader
+from tests.observability.processes import ROOT, Service, service_env
 from tests.ops.pipeline import FAST_GROUP, running
 from tests.support import until
 
-ROOT = Path(__file__).resolve().parents[2]
 RDI = "trace-rdi"
 INVESTIGATIONS = 2
 
@@ -106,49 +106,6 @@ def ids(span: ReceivedSpan) -> tuple[str, str]:
     return span.trace_id, span.span_id
 
 
-def service_env(settings: Settings, store: ServerRecord, tmp_path: Path) -> dict[str, str]:
-    """Only this test's settings (nothing from the developer's shell), no ``OTEL_*`` from it either."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("ARCSTREAM_", "OTEL_")) and key not in WELL_KNOWN_ENV
-    }
-    prefix = settings.topics.prefix
-    return env | {
-        "DATABASE_URL": settings.database_url.get_secret_value(),
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-        "ARC_STORE_URL": store.url,
-        "ARCSTREAM_RDI": RDI,
-        "ARCSTREAM_STATE_DIR": str(tmp_path / "service-state"),
-        "ARCSTREAM_TOPICS__PREFIX": prefix,
-        "ARCSTREAM_TOPICS__PARTITIONS": str(settings.topics.partitions),
-        "ARCSTREAM_KAFKA__SESSION_TIMEOUT_MS": str(FAST_GROUP["session_timeout_ms"]),
-        "ARCSTREAM_KAFKA__HEARTBEAT_INTERVAL_MS": str(FAST_GROUP["heartbeat_interval_ms"]),
-        "ARCSTREAM_BUILDER__GROUP_ID": f"{prefix}-builder",
-        "ARCSTREAM_BUILDER__ENGINE": "fast",
-        "ARCSTREAM_UPLOADER__GROUP_ID": f"{prefix}-uploader",
-        "ARCSTREAM_MAX_CONCURRENT_ARC_BUILDS": "1",
-    }
-
-
-class Service:
-    """``arcstream <args>`` as its own process; :meth:`stop` is SIGTERM (spans are exported on the way out)."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
-        with log.open("wb") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "services.cli", *args], env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
-            )
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        assert self.process.returncode == 0, self.process.returncode
-
-
 def run_pipeline(settings: Settings, store: ServerRecord, env: dict[str, str], tmp_path: Path) -> None:
     """Snapshot (to completion), then builder and uploader until every ARC is in the store, then SIGTERM."""
     snapshot = subprocess.run(
@@ -164,8 +121,8 @@ def run_pipeline(settings: Settings, store: ServerRecord, env: dict[str, str], t
     try:
         wait(lambda: len(store_arcs(store)) == INVESTIGATIONS, "every ARC in the store")
     finally:
-        for service in services:
-            service.stop()
+        exit_codes = [service.stop() for service in services]
+    assert exit_codes == [0, 0], exit_codes
 
 
 def test_one_investigation_is_one_trace_from_extract_through_build_and_upload_to_the_store(
@@ -192,7 +149,8 @@ def test_one_investigation_is_one_trace_from_extract_through_build_and_upload_to
     store = start_store(tmp_path / "store", known_rdis=(RDI,))
     cleanups(lambda: terminate(store.pid))
 
-    run_pipeline(settings, store, service_env(settings, store, tmp_path) | otel, tmp_path)
+    env = service_env(settings, store, tmp_path, RDI) | {"ARCSTREAM_BUILDER__ENGINE": "fast"}
+    run_pipeline(settings, store, env | otel, tmp_path)
     store_log = request_log(store)
     terminate(store.pid)  # SIGTERM: the store exports its last spans on the way out
 
