@@ -41,7 +41,7 @@ from services.common.records import (
     dumps,
     make_headers,
 )
-from services.common.report import NO_OUTPUT, OutcomeRecord
+from services.common.report import NO_OUTPUT, OutcomeRecord, parse_utc
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +64,9 @@ def latency_ms(source_ts: str | None, now: datetime | None = None) -> float | No
     A timestamp without offset is UTC (Debezium and our headers write UTC); a clock
     skew that would make it negative counts as 0; an unreadable one is unknown (``None``).
     """
-    if not source_ts:
+    then = parse_utc(source_ts) if source_ts else None
+    if then is None:
         return None
-    try:
-        then = datetime.fromisoformat(source_ts.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if then.tzinfo is None:
-        then = then.replace(tzinfo=UTC)
     return max(0.0, ((now or datetime.now(UTC)) - then).total_seconds() * 1000)
 
 

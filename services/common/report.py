@@ -40,6 +40,22 @@ def utc_now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def parse_utc(text: str) -> datetime | None:
+    """An ISO 8601 time as an aware datetime, ``None`` when unreadable.
+
+    ``Z`` is UTC; a time without offset is UTC too (Debezium and our headers write UTC); the real
+    API's ``+00:00Z`` (an offset *and* ``Z``, see TARGET_API.md) reads as its offset.
+    """
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        try:
+            moment = datetime.fromisoformat(text.removesuffix("Z"))
+        except ValueError:
+            return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 class OutcomeRecord(BaseModel):
     """The outcome of one stage for one identifier (one version of it)."""
 

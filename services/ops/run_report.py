@@ -23,14 +23,13 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from services.common.config import Settings
 from services.common.errors import ConfigError
 from services.common.kafka.reading import iter_topic
 from services.common.records import H_ORIGIN_GROUP, header_dict, loads
-from services.common.report import OutcomeRecord
+from services.common.report import OutcomeRecord, parse_utc
 from services.uploader.state import RunRecord, target_key
 
 CONTEXT = {"schema": "https://schema.org/", "fairagro": "https://fairagro.net/ns/"}
@@ -95,10 +94,10 @@ def decide(outcomes: list[OutcomeRecord]) -> dict[str, OutcomeRecord]:
 
 
 def _duration(start: str | None, end: str | None) -> str | None:
-    if not start or not end:
+    began, ended = (parse_utc(start) if start else None), (parse_utc(end) if end else None)
+    if began is None or ended is None:
         return None
-    seconds = datetime.fromisoformat(end.replace("Z", "+00:00")) - datetime.fromisoformat(start.replace("Z", "+00:00"))
-    return f"PT{max(0.0, seconds.total_seconds()):.3f}S"
+    return f"PT{max(0.0, (ended - began).total_seconds()):.3f}S"
 
 
 def render(scope: ReportScope, run: RunRecord | None, decided: dict[str, OutcomeRecord]) -> dict[str, Any]:

@@ -34,7 +34,6 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -52,7 +51,7 @@ from services.common.kafka.stage import KeyedStep, Message, StageLoop, run_until
 from services.common.metrics_server import Readiness, serve_metrics
 from services.common.outcomes import OutcomeWriter, latency_ms
 from services.common.records import H_ENGINE, H_RUN_ID, H_SOURCE_TS, MARKER_KINDS, RunMarker, dumps, loads
-from services.common.report import NO_OUTPUT, OutcomeRecord, Status
+from services.common.report import NO_OUTPUT, OutcomeRecord, Status, parse_utc
 from services.uploader.health import TargetHealth, TargetState
 from services.uploader.probe import PROBE_PATH
 from services.uploader.runs import RunCoordinator
@@ -94,15 +93,9 @@ class Result:
 def _first_seen_since(answer: dict[str, Any], started_at: str) -> bool:
     """True when the target first saw the ARC at or after ``started_at`` (ISO 8601, UTC)."""
     first_seen = (answer.get("metadata") or {}).get("first_seen")
-    if not isinstance(first_seen, str):
-        return False
-    text = first_seen.removesuffix("Z") if "+" in first_seen else first_seen.replace("Z", "+00:00")
-    try:
-        seen = datetime.fromisoformat(text)
-        start = datetime.fromisoformat(started_at.replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    return (seen if seen.tzinfo else seen.replace(tzinfo=UTC)) >= start
+    seen = parse_utc(first_seen) if isinstance(first_seen, str) else None
+    start = parse_utc(started_at)
+    return seen is not None and start is not None and seen >= start
 
 
 class UploadStep(KeyedStep):
