@@ -228,9 +228,7 @@ def _ordered(columns: dict[tuple[Any, ...], dict[str, Any]]) -> list[dict[str, A
 
 def _column(tables: dict[tuple[Any, ...], dict[tuple[Any, ...], dict[str, Any]]], raw: Sequence[Any]) -> dict[str, Any]:
     """The column (created on first sight) that raw table-and-column fields name (``column_index`` tenth, if read)."""
-    target_type, target_ref, table_name, column_type, column_io_type, column_value, term, uri, version = (
-        raw if len(raw) == 9 else raw[:9]
-    )
+    target_type, target_ref, table_name, column_type, column_io_type, column_value, term, uri, version = raw[:9]
     columns = tables.setdefault((target_type, target_ref, table_name), {})
     if column_type is None:  # a row declaring a table without columns: the table exists, no column does
         return {"cells": []}
